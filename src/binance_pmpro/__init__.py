@@ -1,0 +1,78 @@
+"""binance-pmpro: an async, typed, exact and rate-limit-safe client for Binance's
+Portfolio Margin Pro API.
+
+    from binance_pmpro import PortfolioMarginProClient
+
+    async with PortfolioMarginProClient(api_key=..., api_secret=...) as client:
+        info = await client.account_info()
+        info.uni_mmr          # Decimal('5167.92171923')
+        info.account_status   # AccountStatus.NORMAL
+"""
+
+from .client import PortfolioMarginProClient
+from .decoding import decode_account_info
+from .errors import (
+    APIError,
+    AuthenticationError,
+    BinanceError,
+    ConfigurationError,
+    ConnectError,
+    ConnectionLostError,
+    ConnectTimeoutError,
+    DecodeError,
+    EndpointGoneError,
+    InvalidRequestError,
+    InvalidSignatureError,
+    IPBannedError,
+    NotPortfolioMarginError,
+    OutcomeUnknownError,
+    PoolTimeoutError,
+    RateLimitedError,
+    RateLimitTimeoutError,
+    ReadTimeoutError,
+    RequestTimeoutError,
+    ServerError,
+    TimestampError,
+    TransportError,
+    WAFBlockedError,
+)
+from .models import AccountInfo, AccountStatus, AccountType
+from .ratelimit import BudgetSnapshot, RateLimiter
+from .transport import Timeouts
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIError",
+    "AccountInfo",
+    "AccountStatus",
+    "AccountType",
+    "AuthenticationError",
+    "BinanceError",
+    "BudgetSnapshot",
+    "ConfigurationError",
+    "ConnectError",
+    "ConnectTimeoutError",
+    "ConnectionLostError",
+    "DecodeError",
+    "EndpointGoneError",
+    "IPBannedError",
+    "InvalidRequestError",
+    "InvalidSignatureError",
+    "NotPortfolioMarginError",
+    "OutcomeUnknownError",
+    "PoolTimeoutError",
+    "PortfolioMarginProClient",
+    "RateLimitTimeoutError",
+    "RateLimitedError",
+    "RateLimiter",
+    "ReadTimeoutError",
+    "RequestTimeoutError",
+    "ServerError",
+    "Timeouts",
+    "TimestampError",
+    "TransportError",
+    "WAFBlockedError",
+    "__version__",
+    "decode_account_info",
+]

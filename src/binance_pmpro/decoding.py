@@ -1,0 +1,242 @@
+"""From response bytes to a typed result or a typed error. Pure: no I/O, no clock.
+
+The fast path is one msgspec decode straight into the Struct plus a cheap check of the
+decoded amounts and enums. Only when that fails or finds something to explain (a documented
+quirk, an unknown enum value, an error) does the slow path run: decode to plain Python
+objects, normalise the quirks, convert, and name the offending field if it still fails.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from .errors import DecodeError, error_for, excerpt
+from .models import AccountInfo
+
+__all__ = ["ResponseDecoder", "decode_account_info", "raise_for_error"]
+
+T = TypeVar("T")
+
+_THOUSANDS_RE = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_PATH_RE = re.compile(r"at `(\$[^`]*)`")
+
+
+class _ErrorBody(msgspec.Struct):
+    code: int
+    msg: str = ""
+
+
+_error_decoder = msgspec.json.Decoder(_ErrorBody)
+
+
+# --- shape of a target type: which attributes need checking or normalising -------------
+
+
+class _Shape:
+    """What the check and the normaliser need to know about one Struct type."""
+
+    __slots__ = ("amounts", "enums", "nested", "wire_fields")
+
+    def __init__(self, struct: type[msgspec.Struct]) -> None:
+        info = msgspec.inspect.type_info(struct)
+        assert isinstance(info, msgspec.inspect.StructType)
+        encode_names = {f.name: f.encode_name for f in info.fields}
+        self.amounts: tuple[str, ...] = ()
+        self.enums: tuple[tuple[str, Any], ...] = ()
+        self.nested: tuple[tuple[str, type[msgspec.Struct]], ...] = ()
+        # wire name -> (kind, extra): kind is "amount", "enum", "struct", "list"
+        self.wire_fields: dict[str, tuple[str, Any]] = {}
+        for f in info.fields:
+            kind, extra = _classify(f.type)
+            if kind == "amount":
+                self.amounts += (f.name,)
+                self.wire_fields[f.encode_name] = (kind, extra)
+            elif kind == "enum":
+                raw = f"{f.name}_raw"
+                if raw in encode_names:
+                    self.enums += ((f.name, extra),)
+                    self.wire_fields[f.encode_name] = (kind, (extra, encode_names[raw]))
+            elif kind in ("struct", "list"):
+                self.nested += ((f.name, extra),)
+                self.wire_fields[f.encode_name] = (kind, extra)
+
+
+def _classify(t: msgspec.inspect.Type) -> tuple[str, Any]:
+    if isinstance(t, msgspec.inspect.UnionType):
+        inner = [x for x in t.types if not isinstance(x, msgspec.inspect.NoneType)]
+        if len(inner) == 1:
+            kind, extra = _classify(inner[0])
+            return kind, (extra if kind != "amount" else True)
+        return "other", None
+    if isinstance(t, msgspec.inspect.DecimalType):
+        return "amount", False  # extra: whether None (i.e. "") is allowed
+    if isinstance(t, msgspec.inspect.EnumType):
+        return "enum", t.cls
+    if isinstance(t, msgspec.inspect.StructType):
+        return "struct", t.cls
+    if isinstance(t, msgspec.inspect.ListType) and isinstance(
+        t.item_type, msgspec.inspect.StructType
+    ):
+        return "list", t.item_type.cls
+    return "other", None
+
+
+_shapes: dict[type[Any], _Shape] = {}
+
+
+def _shape(struct: type[msgspec.Struct]) -> _Shape:
+    shape = _shapes.get(struct)
+    if shape is None:
+        shape = _shapes[struct] = _Shape(struct)
+    return shape
+
+
+def _needs_slow_path(obj: Any) -> bool:
+    """True when a fast-decoded value holds a non-finite amount or an unknown enum value."""
+    if isinstance(obj, list):
+        return any(_needs_slow_path(item) for item in obj)
+    if not isinstance(obj, msgspec.Struct):
+        return False
+    shape = _shape(type(obj))
+    for name in shape.amounts:
+        value = getattr(obj, name)
+        if value is not None and not value.is_finite():
+            return True
+    for name, cls in shape.enums:
+        if getattr(obj, name) is cls.__members__["UNKNOWN"]:
+            return True
+    return any(_needs_slow_path(getattr(obj, name)) for name, _ in shape.nested)
+
+
+# --- slow path -------------------------------------------------------------------------
+
+
+def _normalise(value: Any, target: type[Any], path: str) -> Any:
+    """Rewrite the documented quirks in a plain-JSON value so msgspec can convert it."""
+    if isinstance(value, list):
+        return [_normalise(item, target, f"{path}[{i}]") for i, item in enumerate(value)]
+    if not isinstance(value, dict) or not issubclass(target, msgspec.Struct):
+        return value
+    shape = _shape(target)
+    out = dict(value)
+    for wire, (kind, extra) in shape.wire_fields.items():
+        if wire not in value:
+            continue
+        item = value[wire]
+        where = f"{path}.{wire}"
+        if kind == "amount":
+            out[wire] = _amount(item, nullable=extra, where=where)
+        elif kind == "enum":
+            cls, raw_wire = extra
+            if isinstance(item, str) and item not in cls._value2member_map_:
+                out[raw_wire] = item
+        else:
+            out[wire] = _normalise(item, extra, where)
+    return out
+
+
+def _amount(item: Any, *, nullable: bool, where: str) -> Any:
+    if isinstance(item, str):
+        if item == "" and nullable:
+            return None
+        if "," in item and _THOUSANDS_RE.fullmatch(item):
+            item = item.replace(",", "")
+        try:
+            number = Decimal(item)
+        except ArithmeticError:
+            raise DecodeError(f"{where} is not a decimal number: {item!r}", field=where) from None
+        if not number.is_finite():
+            raise DecodeError(f"{where} is not a decimal number: {item!r}", field=where)
+        return item
+    if isinstance(item, bool) or (item is not None and not isinstance(item, (int, float))):
+        raise DecodeError(f"{where} is not a decimal number: {item!r}", field=where)
+    return item
+
+
+def _slow_decode(body: bytes, target: type[T], status: int) -> T:
+    try:
+        plain = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        kind = "an HTML page" if body.lstrip()[:1] == b"<" else "malformed or truncated JSON"
+        raise DecodeError(f"response is {kind}", status=status, body=body) from None
+    if isinstance(plain, dict) and isinstance(plain.get("code"), int) and plain["code"] < 0:
+        # Some endpoints answer errors with HTTP 200 and Binance's error body.
+        raise error_for(status, plain["code"], str(plain.get("msg", "")), {})
+    try:
+        normalised = _normalise(plain, target, "$")
+    except DecodeError as exc:
+        raise DecodeError(str(exc), status=status, body=body, field=exc.field) from None
+    try:
+        result: T = msgspec.convert(normalised, target, strict=False)
+    except msgspec.ValidationError as exc:
+        match = _PATH_RE.search(str(exc))
+        raise DecodeError(
+            f"unexpected response shape: {exc}",
+            status=status,
+            body=body,
+            field=match.group(1) if match else None,
+        ) from None
+    return result
+
+
+class ResponseDecoder(Generic[T]):
+    """Decodes a successful response body into ``T`` (a Struct or a list of Structs).
+
+    Amount strings follow Python's :class:`~decimal.Decimal` syntax (so ``"1E+5"`` is read
+    as 100000); ``NaN`` and infinities are refused.
+
+    Build one per type and reuse it: it holds the compiled msgspec decoder.
+    """
+
+    __slots__ = ("_decoder", "type")
+
+    def __init__(self, type_: type[T]) -> None:
+        self.type = type_
+        self._decoder: msgspec.json.Decoder[T] = msgspec.json.Decoder(type_)
+
+    def decode(self, body: bytes, status: int = 200) -> T:
+        """Decode ``body``; raise :class:`DecodeError` (or an :class:`APIError` carried in a
+        200 body) when it is not a valid ``T``."""
+        try:
+            result = self._decoder.decode(body)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return _slow_decode(body, self.type, status)
+        if _needs_slow_path(result):
+            return _slow_decode(body, self.type, status)
+        return result
+
+
+def raise_for_error(status: int, headers: Mapping[str, str], body: bytes) -> None:
+    """Raise the typed :class:`APIError` for a non-2xx answer; return for a 2xx one.
+
+    ``headers`` must have lower-case names. A body that is not Binance's error JSON (an HTML
+    page from a proxy or the WAF, an empty body) still gives the status's error class, with
+    an excerpt of the body as its message.
+    """
+    if 200 <= status < 300:
+        return
+    try:
+        err = _error_decoder.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        text = excerpt(body)
+        msg = f"non-JSON error body: {text!r}" if text else "empty error body"
+        raise error_for(status, None, msg, headers) from None
+    raise error_for(status, err.code, err.msg, headers)
+
+
+_account_decoder = ResponseDecoder(AccountInfo)
+
+
+def decode_account_info(body: bytes) -> AccountInfo:
+    """Decode the body of ``GET /sapi/v1/portfolio/account`` into :class:`AccountInfo`.
+
+    Pure and usable without a client: ``decode_account_info(b'{"uniMMR": "5167.9", ...}')``.
+    Raises :class:`~binance_pmpro.errors.DecodeError` naming the field for a malformed amount,
+    and the matching :class:`~binance_pmpro.errors.APIError` for an error body.
+    """
+    return _account_decoder.decode(body)

@@ -1,0 +1,122 @@
+"""Building the exact request Binance receives. Pure: the timestamp is passed in.
+
+Binance's rule (since 2026-01-15): percent-encode the parameters (RFC 3986, UTF-8; ``A-Z
+a-z 0-9 - _ . ~`` stay as they are), sign exactly those encoded bytes, send exactly those
+bytes, and append ``signature`` last. Every parameter goes in the query string, for POST
+and DELETE too, as Binance's own SDK does, so the signed payload is the query string alone.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+from .endpoints import Endpoint
+from .errors import ConfigurationError
+from .signing import Signer
+
+__all__ = ["PreparedRequest", "build_request", "encode_params", "encode_value"]
+
+MAX_RECV_WINDOW_MS = 60_000
+_UNRESERVED = "-_.~"
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    """A request ready for the wire: the transport sends it verbatim."""
+
+    method: str
+    path: str
+    query: str
+    """Percent-encoded query string, ``signature`` last for signed requests; may be empty."""
+    headers: tuple[tuple[str, str], ...]
+    body: bytes = b""
+
+    @property
+    def target(self) -> str:
+        """The request target: path and query."""
+        return f"{self.path}?{self.query}" if self.query else self.path
+
+    def __repr__(self) -> str:
+        # The signature is not a secret, but it proves the key: keep it out of logs.
+        return f"PreparedRequest({self.method} {redact_query(self.target)})"
+
+
+def redact_query(target: str) -> str:
+    """``target`` with the signature value replaced by ``<redacted>``."""
+    head, sep, _ = target.partition("signature=")
+    return f"{head}{sep}<redacted>" if sep else target
+
+
+def encode_value(value: Any) -> str:
+    """The wire text of one parameter value, before percent-encoding.
+
+    Decimals in plain notation (never an exponent, never a float round-trip), booleans as
+    ``true``/``false``, enums by value.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"not a finite decimal: {value}")
+        return format(value, "f")
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, float):
+        raise TypeError("pass amounts as Decimal or str, never float")
+    return str(value)
+
+
+def encode_params(params: Mapping[str, Any]) -> str:
+    """Percent-encode ``params`` (in their given order; ``None`` values left out)."""
+    return "&".join(
+        f"{quote(name, safe=_UNRESERVED)}={quote(encode_value(value), safe=_UNRESERVED)}"
+        for name, value in params.items()
+        if value is not None
+    )
+
+
+def check_recv_window(recv_window: int) -> int:
+    """Validate ``recvWindow`` (ms): an int in [1, 60000], Binance's documented bounds."""
+    if isinstance(recv_window, bool) or not isinstance(recv_window, int):
+        raise ConfigurationError(f"recv_window must be an int of milliseconds, not {recv_window!r}")
+    if not 0 < recv_window <= MAX_RECV_WINDOW_MS:
+        raise ConfigurationError(
+            f"recv_window must be between 1 and {MAX_RECV_WINDOW_MS} ms, not {recv_window}"
+        )
+    return recv_window
+
+
+def build_request(
+    endpoint: Endpoint,
+    params: Mapping[str, Any],
+    *,
+    api_key: str | None,
+    signer: Signer | None,
+    timestamp_ms: int,
+    recv_window: int,
+) -> PreparedRequest:
+    """Build the request for ``endpoint``; for a SIGNED endpoint add ``recvWindow``,
+    ``timestamp`` and the ``signature`` over exactly the encoded query that is sent."""
+    query = encode_params(params)
+    headers: tuple[tuple[str, str], ...] = ()
+    if endpoint.security.needs_api_key:
+        if not api_key:
+            raise ConfigurationError(f"{endpoint.path} needs an API key")
+        headers = (("X-MBX-APIKEY", api_key),)
+    if endpoint.security.signed:
+        if signer is None:
+            raise ConfigurationError(
+                f"{endpoint.path} is a SIGNED endpoint: give api_secret or private_key"
+            )
+        timing = f"recvWindow={recv_window}&timestamp={timestamp_ms}"
+        query = f"{query}&{timing}" if query else timing
+        signature = signer.sign(query.encode())
+        if signer.algorithm != "HMAC_SHA256":  # base64 carries + / =; hex needs no escaping
+            signature = quote(signature, safe="")
+        query = f"{query}&signature={signature}"
+    return PreparedRequest(endpoint.method, endpoint.path, query, headers)
