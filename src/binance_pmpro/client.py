@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
+import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -22,10 +23,19 @@ import httpx
 from .clock import ClockSample, ServerClock
 from .decoding import ResponseDecoder, raise_for_error
 from .endpoints import ACCOUNT_INFO, SERVER_TIME, Budget, Endpoint
-from .errors import ConfigurationError, RateLimitedError
+from .errors import (
+    BinanceError,
+    ConfigurationError,
+    DeadlineExceededError,
+    RateLimitedError,
+    TimestampError,
+    TransportError,
+)
+from .events import Hook, RequestEvent
 from .models import AccountInfo, ServerTime
 from .ratelimit import BudgetKey, BudgetSnapshot, Permit, RateLimiter
-from .requests import build_request, check_recv_window, redact_query
+from .requests import PreparedRequest, build_request, check_recv_window, redact_query
+from .retry import RetryPolicy
 from .signing import Ed25519Signer, HmacSigner, PrivateKeySource, RsaSigner, load_signer
 from .transport import Response, Timeouts, Transport
 
@@ -70,8 +80,19 @@ class PortfolioMarginProClient:
       never the key itself).
     - ``max_wait``: the longest a call waits for rate-limit weight, a 429 pause included,
       before raising (seconds; default 10).
+    - ``retry``: the :class:`~binance_pmpro.retry.RetryPolicy` (default: up to 3 attempts
+      for reads; ``NO_RETRY`` switches retries off).
+    - ``call_timeout``: default overall deadline of a call in seconds (retries and waits
+      included; None: only the per-phase ``timeout`` applies).
+    - ``time_sync``: sync with Binance's clock at first use and every
+      ``time_sync_interval`` seconds (default on, unless ``time_offset_ms`` is given).
     - ``time_offset_ms``: a fixed offset (ms) to add to the local clock when stamping
-      requests, for hosts with their own time discipline.
+      requests, for hosts with their own time discipline; switches ``time_sync`` off.
+    - ``transport``: ``"auto"`` (the fast transport on asyncio when httptools is installed,
+      no ``http_client`` is given and no proxy is configured; httpx otherwise), ``"httpx"``,
+      ``"fast"``, or a :class:`~binance_pmpro.transport.Transport` object.
+    - ``hooks``: callables receiving a :class:`~binance_pmpro.events.RequestEvent` at the
+      start and end of every HTTP attempt (metrics, tracing).
     """
 
     def __init__(
@@ -85,14 +106,20 @@ class PortfolioMarginProClient:
         recv_window: int = DEFAULT_RECV_WINDOW,
         timeout: float | Timeouts | None = None,
         http_client: httpx.AsyncClient | None = None,
-        transport: Literal["auto", "httpx"] | Transport = "auto",
+        transport: Literal["auto", "httpx", "fast"] | Transport = "auto",
+        max_connections: int = 100,
         rate_limiter: RateLimiter | None = _PER_CLIENT,
         uid_limit: int = 180_000,
         ip_limit: int = 12_000,
         account_id: str | None = None,
         ip_group: str = "default",
         max_wait: float = DEFAULT_MAX_WAIT,
-        time_offset_ms: float = 0.0,
+        retry: RetryPolicy | None = None,
+        call_timeout: float | None = None,
+        time_sync: bool | None = None,
+        time_sync_interval: float = 300.0,
+        time_offset_ms: float | None = None,
+        hooks: Sequence[Hook] = (),
     ) -> None:
         self._api_key, self._signer = _credentials(
             api_key, api_secret, private_key, private_key_password
@@ -112,12 +139,26 @@ class PortfolioMarginProClient:
             else "anonymous"
         )
         self._ip_group = ip_group
-        self.clock = ServerClock(time_offset_ms)
+        self.retry = retry if retry is not None else RetryPolicy()
+        if call_timeout is not None and call_timeout <= 0:
+            raise ConfigurationError("call_timeout must be a positive number of seconds")
+        self.call_timeout = call_timeout
+        self.clock = ServerClock(time_offset_ms or 0.0)
+        self.time_sync = time_offset_ms is None if time_sync is None else time_sync
+        self.time_sync_interval = time_sync_interval
+        self._synced_at = -math.inf
+        self._sync_lock: anyio.Lock | None = None
+        self._hooks = tuple(hooks)
         self._http_client = http_client
+        self._max_connections = max_connections
+        self._transport: Transport | None = None
+        self._transport_choice: str = "custom"
         if isinstance(transport, str):
-            if transport not in ("auto", "httpx"):
+            if transport not in ("auto", "httpx", "fast"):
                 raise ConfigurationError(f"unknown transport {transport!r}")
-            self._transport: Transport | None = None
+            if transport == "fast" and http_client is not None:
+                raise ConfigurationError("transport='fast' cannot use an httpx http_client")
+            self._transport_choice = transport
         else:
             self._transport = transport
         self._closed = False
@@ -125,21 +166,31 @@ class PortfolioMarginProClient:
     # --- public API ----------------------------------------------------------------------
 
     async def account_info(
-        self, *, recv_window: int | None = None, max_wait: float | None = None
+        self,
+        *,
+        recv_window: int | None = None,
+        max_wait: float | None = None,
+        call_timeout: float | None = None,
     ) -> AccountInfo:
         """``GET /sapi/v1/portfolio/account`` (weight 5 on the account's UID budget).
 
-        Returns the account's risk summary with exact ``Decimal`` amounts. ``recv_window``
-        (ms) and ``max_wait`` (s) override the client's defaults for this call.
+        Returns the account's risk summary with exact ``Decimal`` amounts. Per call:
+        ``recv_window`` (ms), ``max_wait`` (s to wait for rate-limit weight) and
+        ``call_timeout`` (s for the whole call, retries included) override the client's
+        defaults.
         """
         info: AccountInfo = await self._call(
-            ACCOUNT_INFO, {}, recv_window=recv_window, max_wait=max_wait
+            ACCOUNT_INFO, {}, recv_window=recv_window, max_wait=max_wait, call_timeout=call_timeout
         )
         return info
 
-    async def account_info_raw(self, *, recv_window: int | None = None) -> bytes:
+    async def account_info_raw(
+        self, *, recv_window: int | None = None, call_timeout: float | None = None
+    ) -> bytes:
         """The undecoded response body of :meth:`account_info` (errors still raise)."""
-        response = await self._send(ACCOUNT_INFO, {}, recv_window=recv_window, max_wait=None)
+        response = await self._send(
+            ACCOUNT_INFO, {}, recv_window=recv_window, max_wait=None, call_timeout=call_timeout
+        )
         return response.body
 
     async def server_time(self) -> int:
@@ -155,6 +206,12 @@ class PortfolioMarginProClient:
         sent = ServerClock.local_ms()
         server = await self.server_time()
         self.clock.update(ClockSample(sent, ServerClock.local_ms(), server))
+        self._synced_at = anyio.current_time()
+        logger.debug(
+            "clock offset to Binance %+.1f ms (+/- %.1f ms)",
+            self.clock.offset_ms,
+            self.clock.error_ms or 0.0,
+        )
         return self.clock.offset_ms
 
     @property
@@ -192,12 +249,41 @@ class PortfolioMarginProClient:
         if self._closed:
             raise RuntimeError("the client is closed")
         if self._transport is None:
-            from .transport.httpx import HttpxTransport
-
-            self._transport = HttpxTransport(
-                self.base_url, client=self._http_client, timeouts=self.timeouts
-            )
+            self._transport = self._make_transport()
         return self._transport
+
+    def _make_transport(self) -> Transport:
+        """Decision 6: the fast transport only on asyncio, with httptools installed, no
+        user ``http_client`` and no proxy configured; httpx otherwise."""
+        choice = self._transport_choice
+        if choice in ("auto", "fast"):
+            reason = _fast_unavailable(self._http_client)
+            if reason is None:
+                from .transport.fast import FastTransport
+
+                return FastTransport(
+                    self.base_url, timeouts=self.timeouts, max_connections=self._max_connections
+                )
+            if choice == "fast":
+                raise ConfigurationError(f"transport='fast' is not available: {reason}")
+        from .transport.httpx import HttpxTransport
+
+        return HttpxTransport(
+            self.base_url,
+            client=self._http_client,
+            timeouts=self.timeouts,
+            max_connections=self._max_connections,
+        )
+
+    @property
+    def transport_name(self) -> str | None:
+        """The transport in use (``"fast"``, ``"httpx"``, or a custom one's class name);
+        None before the first call chose it."""
+        if self._transport is None:
+            return None
+        return {"FastTransport": "fast", "HttpxTransport": "httpx"}.get(
+            type(self._transport).__name__, type(self._transport).__name__
+        )
 
     def _budget_key(self, endpoint: Endpoint) -> BudgetKey:
         if endpoint.budget is Budget.SAPI_UID:
@@ -213,8 +299,11 @@ class PortfolioMarginProClient:
         *,
         recv_window: int | None = None,
         max_wait: float | None = None,
+        call_timeout: float | None = None,
     ) -> Any:
-        response = await self._send(endpoint, params, recv_window=recv_window, max_wait=max_wait)
+        response = await self._send(
+            endpoint, params, recv_window=recv_window, max_wait=max_wait, call_timeout=call_timeout
+        )
         return _decoder(endpoint).decode(response.body, response.status)
 
     async def _send(
@@ -224,46 +313,204 @@ class PortfolioMarginProClient:
         *,
         recv_window: int | None,
         max_wait: float | None,
+        call_timeout: float | None = None,
     ) -> Response:
-        """Acquire weight, sign, send, observe; raise for an error answer.
-
-        A 429 is not executed by Binance: the call waits out ``Retry-After`` (every caller
-        of the budget pauses with it) and sends again if that fits ``max_wait``.
-        """
+        """Run one call: attempts, retries and pauses, within the call's deadline."""
         window = self.recv_window if recv_window is None else check_recv_window(recv_window)
         budget_wait = self.max_wait if max_wait is None else max_wait
-        deadline = anyio.current_time() + budget_wait
+        limit = self.call_timeout if call_timeout is None else call_timeout
+        if limit is None:
+            return await self._attempts(endpoint, params, window, budget_wait)
+        with anyio.move_on_after(limit):
+            return await self._attempts(endpoint, params, window, budget_wait)
+        raise DeadlineExceededError(
+            f"{endpoint.method} {endpoint.path}: no answer within the call's {limit} s deadline",
+            method=endpoint.method,
+            path=endpoint.path,
+        )
+
+    async def _attempts(
+        self, endpoint: Endpoint, params: Mapping[str, Any], window: int, max_wait: float
+    ) -> Response:
+        """Attempts until success or a failure the policy does not retry.
+
+        A 429 was not executed by Binance: the limiter pauses every caller of the budget
+        until ``Retry-After`` and the call is sent again if that fits ``max_wait``. A -1021
+        resynchronises the clock and is retried once. Every attempt re-acquires weight and
+        is signed afresh (sign after waiting: the timestamp is never stale).
+        """
+        started = anyio.current_time()
+        policy = self.retry
+        failures: list[str] = []
+        attempt = 0
+        timestamp_retried = False
+        if endpoint.security.signed:
+            await self._ensure_clock()
+        while True:
+            attempt += 1
+            try:
+                rate_wait = max(0.0, started + max_wait - anyio.current_time())
+                response = await self._attempt(endpoint, params, window, rate_wait, attempt)
+                raise_for_error(response.status, response.headers, response.body)
+                return response
+            except RateLimitedError as exc:
+                failures.append(_describe(exc))
+                pause = exc.retry_after if exc.retry_after is not None else 60.0
+                resend = (
+                    exc.status == 429
+                    and self._limiter is not None
+                    and anyio.current_time() + pause <= started + max_wait
+                )
+                if not resend:
+                    exc.attempts = tuple(failures)
+                    raise
+            except TimestampError as exc:
+                failures.append(_describe(exc))
+                if timestamp_retried:
+                    exc.offset_ms = self.clock.offset_ms if self.clock.synced else None
+                    exc.attempts = tuple(failures)
+                    raise
+                timestamp_retried = True
+                if self.time_sync:
+                    await self._resync_quietly()
+            except BinanceError as exc:
+                failures.append(_describe(exc))
+                if not policy.should_retry(exc, attempt=attempt, idempotent=endpoint.idempotent):
+                    exc.attempts = tuple(failures)
+                    raise
+                delay = policy.backoff(attempt)
+                if policy.deadline is not None and (
+                    anyio.current_time() + delay - started >= policy.deadline
+                ):
+                    exc.attempts = tuple(failures)
+                    raise
+                await anyio.sleep(delay)
+
+    async def _attempt(
+        self,
+        endpoint: Endpoint,
+        params: Mapping[str, Any],
+        window: int,
+        rate_wait: float,
+        attempt: int,
+    ) -> Response:
+        """One HTTP exchange: weight, fresh timestamp and signature, send, observe."""
         transport = self._get_transport()
         weight = endpoint.weight_for(params)
-        while True:
-            permit = await self._acquire(endpoint, weight, deadline - anyio.current_time())
-            async with permit:
-                request = build_request(
-                    endpoint,
-                    params,
-                    api_key=self._api_key,
-                    signer=self._signer,
-                    timestamp_ms=self.clock.now_ms(),  # taken after the wait: never stale
-                    recv_window=window,
+        permit = await self._acquire(endpoint, weight, rate_wait)
+        async with permit:
+            request = build_request(
+                endpoint,
+                params,
+                api_key=self._api_key,
+                signer=self._signer,
+                timestamp_ms=self.clock.now_ms(),  # taken after the wait: never stale
+                recv_window=window,
+            )
+            if self._hooks:
+                self._emit(
+                    RequestEvent(
+                        "start", endpoint.name, endpoint.method, endpoint.path, attempt, weight
+                    )
                 )
-                started = time.perf_counter()
-                permit.mark_sent()
-                response = await transport.send(request)
-                permit.observe(response.status, response.headers)
-            if logger.isEnabledFor(logging.DEBUG):
-                _log_exchange(request.method, request.target, response, endpoint, started)
+            sent_at = time.perf_counter()
+            permit.mark_sent()
             try:
-                raise_for_error(response.status, response.headers, response.body)
-            except RateLimitedError as exc:
-                pause = exc.retry_after if exc.retry_after is not None else 60.0
-                if (
-                    exc.status == 418
-                    or self._limiter is None
-                    or anyio.current_time() + pause > deadline
-                ):
-                    raise
-                continue
-            return response
+                response = await transport.send(request)
+            except TransportError as exc:
+                if self._hooks:
+                    self._emit(
+                        RequestEvent(
+                            "end",
+                            endpoint.name,
+                            endpoint.method,
+                            endpoint.path,
+                            attempt,
+                            weight,
+                            error=exc,
+                            elapsed=time.perf_counter() - sent_at,
+                        )
+                    )
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "%s %s attempt %d failed: %s", endpoint.method, endpoint.path, attempt, exc
+                    )
+                raise
+            permit.observe(response.status, response.headers)
+        if self._hooks or logger.isEnabledFor(logging.DEBUG):
+            self._report(endpoint, request, response, attempt, weight, sent_at)
+        return response
+
+    def _report(
+        self,
+        endpoint: Endpoint,
+        request: PreparedRequest,
+        response: Response,
+        attempt: int,
+        weight: int,
+        sent_at: float,
+    ) -> None:
+        elapsed = time.perf_counter() - sent_at
+        used = response.headers.get(endpoint.header_name)
+        if self._hooks:
+            self._emit(
+                RequestEvent(
+                    "end",
+                    endpoint.name,
+                    endpoint.method,
+                    endpoint.path,
+                    attempt,
+                    weight,
+                    status=response.status,
+                    elapsed=elapsed,
+                    used_weight=int(used) if used and used.isdigit() else None,
+                )
+            )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s -> %s in %.1f ms, attempt %d, weight %d, used %s weight %s",
+                request.method,
+                redact_query(request.target),
+                response.status,
+                elapsed * 1000,
+                attempt,
+                weight,
+                endpoint.budget.value,
+                used,
+            )
+
+    def _emit(self, event: RequestEvent) -> None:
+        for hook in self._hooks:
+            try:
+                hook(event)
+            except Exception:
+                logger.warning("request hook %r raised; ignored", hook, exc_info=True)
+
+    async def _ensure_clock(self) -> None:
+        """Sync with Binance's clock at first use and every ``time_sync_interval`` seconds."""
+        if not self.time_sync:
+            return
+        now = anyio.current_time()
+        if self.clock.synced and now - self._synced_at < self.time_sync_interval:
+            return
+        if self._sync_lock is None:
+            self._sync_lock = anyio.Lock()
+        if self.clock.synced and self._sync_lock.locked():
+            return  # someone is refreshing; the current offset is still good meanwhile
+        async with self._sync_lock:
+            if anyio.current_time() - self._synced_at >= self.time_sync_interval or not (
+                self.clock.synced
+            ):
+                await self._resync_quietly()
+
+    async def _resync_quietly(self) -> None:
+        try:
+            await self.sync_time()
+        except BinanceError as exc:
+            # Stamping with the local clock still works when it is right; a -1021 will say
+            # when it is not. Try again soon rather than at the next full interval.
+            self._synced_at = anyio.current_time() - self.time_sync_interval + 5.0
+            logger.warning("could not sync with Binance's clock: %s", exc)
 
     async def _acquire(self, endpoint: Endpoint, weight: int, max_wait: float) -> Permit:
         if self._limiter is None:
@@ -295,18 +542,8 @@ def _decoder(endpoint: Endpoint) -> ResponseDecoder[Any]:
     return decoder
 
 
-def _log_exchange(
-    method: str, target: str, response: Response, endpoint: Endpoint, started: float
-) -> None:
-    logger.debug(
-        "%s %s -> %s in %.1f ms (used weight %s: %s)",
-        method,
-        redact_query(target),
-        response.status,
-        (time.perf_counter() - started) * 1000,
-        endpoint.budget.value,
-        response.headers.get(endpoint.header_name),
-    )
+def _describe(exc: BinanceError) -> str:
+    return f"{type(exc).__name__}: {Exception.__str__(exc)}"
 
 
 def _credentials(
@@ -342,6 +579,31 @@ def _credentials(
     if api_secret is None and private_key is None:
         return api_key, None
     return api_key, load_signer(api_secret=api_secret, private_key=private_key, password=password)
+
+
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
+
+
+def _fast_unavailable(http_client: httpx.AsyncClient | None) -> str | None:
+    """Why the fast transport cannot be used here, or None when it can."""
+    if http_client is not None:
+        return "an httpx http_client was given"
+    if any(name.lower() in _PROXY_VARIABLES and value for name, value in os.environ.items()):
+        return "an HTTP proxy is configured (the fast transport does not do proxies)"
+    try:
+        import sniffio
+
+        if sniffio.current_async_library() != "asyncio":
+            return "the event loop is not asyncio"
+    except sniffio.AsyncLibraryNotFoundError:
+        return "no event loop is running"
+    import importlib.util
+
+    if importlib.util.find_spec("httptools") is None:
+        return "httptools is not installed (pip install 'binance-pmpro[fast]')"
+    if importlib.util.find_spec("binance_pmpro.transport.fast") is None:
+        return "this build has no fast transport"
+    return None
 
 
 def _check_base_url(base_url: str) -> str:

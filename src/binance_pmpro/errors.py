@@ -7,7 +7,8 @@ contain an API secret, a private key or a request signature.
   ``ConfigurationError``       wrong or missing settings, found at construction
   ``TransportError``           no complete HTTP answer came back
     ``ConnectError``           no connection could be made: the request was not sent
-    ``RequestTimeoutError``    (``ConnectTimeoutError``, ``ReadTimeoutError``, ``PoolTimeoutError``)
+    ``RequestTimeoutError``    (``ConnectTimeoutError``, ``ReadTimeoutError``, ``PoolTimeoutError``,
+                               ``DeadlineExceededError``)
     ``ConnectionLostError``    the connection broke while sending or reading
   ``DecodeError``              an answer came back but could not be understood
   ``APIError``                 Binance answered with an error (``status``, ``code``, ``msg``)
@@ -41,6 +42,7 @@ __all__ = [
     "ConnectError",
     "ConnectTimeoutError",
     "ConnectionLostError",
+    "DeadlineExceededError",
     "DecodeError",
     "EndpointGoneError",
     "IPBannedError",
@@ -78,7 +80,19 @@ def excerpt(body: bytes, limit: int = _EXCERPT_CHARS) -> str:
 
 
 class BinanceError(Exception):
-    """Root of every exception this package raises."""
+    """Root of every exception this package raises.
+
+    ``attempts`` lists, for a call that was retried, why each attempt failed (oldest first,
+    this error last); the message ends with that list when there was more than one.
+    """
+
+    attempts: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if len(self.attempts) > 1:
+            text = f"{text} [{len(self.attempts)} attempts: {'; '.join(self.attempts)}]"
+        return text
 
 
 class OutcomeUnknownError(BinanceError):
@@ -134,6 +148,11 @@ class PoolTimeoutError(RequestTimeoutError, ConnectError):
 
 class ReadTimeoutError(RequestTimeoutError, OutcomeUnknownError):
     """The request was sent but the response did not arrive within the read timeout."""
+
+
+class DeadlineExceededError(RequestTimeoutError, OutcomeUnknownError):
+    """The call's overall deadline (``timeout=`` of the call, retries and waits included)
+    expired. If a request was in flight, Binance may have received it."""
 
 
 class ConnectionLostError(TransportError, OutcomeUnknownError):
@@ -205,6 +224,12 @@ class TimestampError(APIError):
     """
 
     offset_ms: float | None = None
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.offset_ms is not None:
+            text = f"{text} (measured offset to Binance's clock: {self.offset_ms:+.1f} ms)"
+        return text
 
 
 class InvalidRequestError(APIError):
