@@ -19,6 +19,7 @@ from .errors import (
     ConnectError,
     ConnectionLostError,
     ConnectTimeoutError,
+    DeadlineExceededError,
     DecodeError,
     EndpointGoneError,
     InvalidRequestError,
@@ -36,13 +37,16 @@ from .errors import (
     TransportError,
     WAFBlockedError,
 )
+from .events import RequestEvent
 from .models import AccountInfo, AccountStatus, AccountType
 from .ratelimit import BudgetSnapshot, RateLimiter
+from .retry import NO_RETRY, RetryPolicy
 from .transport import Timeouts
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "NO_RETRY",
     "APIError",
     "AccountInfo",
     "AccountStatus",
@@ -54,6 +58,7 @@ __all__ = [
     "ConnectError",
     "ConnectTimeoutError",
     "ConnectionLostError",
+    "DeadlineExceededError",
     "DecodeError",
     "EndpointGoneError",
     "IPBannedError",
@@ -67,7 +72,9 @@ __all__ = [
     "RateLimitedError",
     "RateLimiter",
     "ReadTimeoutError",
+    "RequestEvent",
     "RequestTimeoutError",
+    "RetryPolicy",
     "ServerError",
     "Timeouts",
     "TimestampError",
