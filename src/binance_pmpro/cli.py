@@ -1,0 +1,860 @@
+"""The ``binance-pmpro`` command line (also ``python -m binance_pmpro``).
+
+Commands::
+
+    binance-pmpro account [--json] [--demo] [--base-url URL] [--recv-window MS]
+                          [--timeout S] [--max-wait S] [--api-key KEY]
+                          [--api-secret-file PATH | --private-key PATH] [-v]
+    binance-pmpro fake-exchange [--host 127.0.0.1] [--port 0] [-v]
+
+``account`` prints the Portfolio Margin Pro account's risk summary: a table by default,
+one JSON document with ``--json``. ``--demo`` (and, with a notice, a bare ``account`` run
+from a terminal with no credentials configured at all) starts the built-in fake exchange on
+loopback and runs the real client against it over HTTP. ``fake-exchange`` serves the fake
+exchange until interrupted; its first stdout line is JSON with ``base_url``, ``api_key`` and
+``api_secret``.
+
+Exit codes (named constants below; also listed in ``--help``):
+
+====  ==========================================================================
+0     success
+1     Binance refused the request for a reason not listed below (an API error)
+2     usage: a bad command line or option value
+3     authentication: no or unusable credentials, -2014/-2015/-1002, -1022, 401
+4     rate limited or banned: 429/-1003, 418, a 403 from Binance's firewall
+5     network: no connection, a timeout, a connection lost mid-request
+6     server side: a 5xx or an "execution status unknown" code (-1000, -1006, ...)
+7     bad response: an HTML page, malformed or truncated JSON, an unexpected shape
+70    internal error (a bug in binance-pmpro; run with -v for the traceback)
+130   interrupted (Ctrl-C)
+====  ==========================================================================
+
+Importing this module stays light: the fake exchange and its server load only for
+``--demo`` and ``fake-exchange``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import enum
+import ipaddress
+import logging
+import math
+import os
+import re
+import stat
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+from urllib.parse import urlsplit
+
+from . import __version__
+from .errors import (
+    APIError,
+    AuthenticationError,
+    BinanceError,
+    ConfigurationError,
+    DecodeError,
+    IPBannedError,
+    RateLimitedError,
+    RateLimitTimeoutError,
+    ServerError,
+    TransportError,
+    WAFBlockedError,
+    redact,
+)
+from .models import AccountInfo, AccountStatus, AccountType
+
+__all__ = [
+    "EXIT_API_ERROR",
+    "EXIT_AUTH",
+    "EXIT_BAD_RESPONSE",
+    "EXIT_INTERNAL",
+    "EXIT_INTERRUPTED",
+    "EXIT_NETWORK",
+    "EXIT_OK",
+    "EXIT_RATE_LIMITED",
+    "EXIT_SERVER",
+    "EXIT_USAGE",
+    "build_parser",
+    "main",
+]
+
+EXIT_OK = 0
+"""Success."""
+EXIT_API_ERROR = 1
+"""Binance answered with an error not covered by a more specific code."""
+EXIT_USAGE = 2
+"""Bad command line or option value (argparse uses 2 as well)."""
+EXIT_AUTH = 3
+"""Missing or unusable credentials, or Binance rejected the key or the signature."""
+EXIT_RATE_LIMITED = 4
+"""Rate limited (429), IP banned (418), blocked by Binance's firewall (403), or the local
+limiter could not grant the weight in time."""
+EXIT_NETWORK = 5
+"""No complete HTTP answer: connection refused, timeout, connection lost."""
+EXIT_SERVER = 6
+"""Binance failed on its side (5xx, execution status unknown)."""
+EXIT_BAD_RESPONSE = 7
+"""An answer came back but could not be understood."""
+EXIT_INTERNAL = 70
+"""An unexpected exception: a bug (the traceback is printed with ``-v``)."""
+EXIT_INTERRUPTED = 130
+"""Interrupted by Ctrl-C (128 + SIGINT, as shells report it)."""
+
+EXIT_CODES_HELP = f"""\
+exit codes:
+  {EXIT_OK:<4} success
+  {EXIT_API_ERROR:<4} Binance refused the request for another reason (an API error)
+  {EXIT_USAGE:<4} usage: bad command line or option value
+  {EXIT_AUTH:<4} authentication: no or unusable credentials, bad key (-2014/-2015),
+       bad signature (-1022)
+  {EXIT_RATE_LIMITED:<4} rate limited (429/-1003) or IP banned (418) or firewall-blocked (403)
+  {EXIT_NETWORK:<4} network: connection refused, timeout, connection lost
+  {EXIT_SERVER:<4} server side: 5xx or "execution status unknown" (-1000, -1006, ...)
+  {EXIT_BAD_RESPONSE:<4} bad response: HTML page, malformed or truncated JSON
+  {EXIT_INTERNAL:<4} internal error (a bug; run with -v for the traceback)
+  {EXIT_INTERRUPTED:<4} interrupted (Ctrl-C)
+"""
+
+CREDENTIAL_ENV_VARS = ("BINANCE_API_KEY", "BINANCE_API_SECRET", "BINANCE_PRIVATE_KEY_PATH")
+PASSWORD_ENV_VAR = "BINANCE_PRIVATE_KEY_PASSWORD"
+
+_DEMO_HINT = "to try the command without keys, run: binance-pmpro account --demo"
+
+log = logging.getLogger("binance_pmpro.cli")
+
+
+class CliError(Exception):
+    """A failure the command line reports as one ``error:`` line and an exit code."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --- option values -----------------------------------------------------------------------
+
+
+def _recv_window(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of ms: {text!r}") from None
+    if not 1 <= value <= 60_000:
+        raise argparse.ArgumentTypeError("must be between 1 and 60000 ms (Binance's bounds)")
+    return value
+
+
+def _seconds(text: str, *, allow_zero: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds {bound}")
+    return value
+
+
+def _timeout(text: str) -> float:
+    return _seconds(text, allow_zero=False)
+
+
+def _max_wait(text: str) -> float:
+    return _seconds(text, allow_zero=True)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65_535:
+        raise argparse.ArgumentTypeError("must be between 0 and 65535 (0: any free port)")
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _base_url(text: str) -> str:
+    # Checked here rather than left to the client so that a bad URL is a usage error (2),
+    # not mistaken for a credentials problem at client construction.
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"not an http(s) URL: {text!r}")
+    if parts.query or parts.fragment:
+        raise argparse.ArgumentTypeError("must not carry a query or fragment")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise argparse.ArgumentTypeError(
+            "plain http:// is allowed for loopback hosts only: keys and signed requests "
+            "must not travel in clear text"
+        )
+    return text
+
+
+# --- the parser ----------------------------------------------------------------------------
+
+_DESCRIPTION = """\
+Command line for Binance's Portfolio Margin Pro API.
+
+  binance-pmpro account --demo     try it without keys, against the built-in fake exchange
+  binance-pmpro account            your account (BINANCE_API_KEY + BINANCE_API_SECRET)
+  binance-pmpro account --json     the same as one JSON document
+  binance-pmpro fake-exchange      serve the fake exchange for other programs' tests
+"""
+
+_ACCOUNT_DESCRIPTION = """\
+Fetch GET /sapi/v1/portfolio/account (signed, weight 5 on the account's UID budget) and
+print it: a table by default, every amount in full; --json prints one JSON document with
+every field Binance sent (snake_case names, amounts as exact strings, enums as Binance's
+strings).
+
+credentials (the first that applies):
+  --api-key KEY with --api-secret-file PATH (HMAC) or --private-key PATH (RSA/Ed25519);
+  otherwise the environment: BINANCE_API_KEY with BINANCE_API_SECRET or
+  BINANCE_PRIVATE_KEY_PATH. BINANCE_PRIVATE_KEY_PASSWORD unlocks an encrypted private key.
+
+  There is deliberately no option that takes the secret itself: a secret typed on the
+  command line is saved in the shell history and visible to every user of the machine in
+  the process list (ps, /proc/PID/cmdline). Use a file (chmod 600), '-' for standard input,
+  or the environment.
+
+demo:
+  --demo starts the built-in fake exchange on 127.0.0.1 (not Binance) and runs the real
+  client against it over HTTP with the fake's own demo key. Without --demo, a run from a
+  terminal with no credentials configured at all (no options, none of the environment
+  variables, no --base-url) does the same with a notice; when stdout is not a terminal it
+  fails with exit code 3 instead, so scripts never mistake demo numbers for an account's.
+"""
+
+_FAKE_DESCRIPTION = """\
+Serve the built-in fake exchange (Binance's Portfolio Margin Pro endpoints, signature and
+timestamp checks, weight accounting) over HTTP until interrupted (Ctrl-C or SIGTERM; exit
+code 0). The first line on stdout is one JSON object, flushed at once:
+  {"base_url": "http://127.0.0.1:PORT", "api_key": "...", "api_secret": "..."}
+with a demo HMAC key pair the fake exchange accepts. Notices go to stderr.
+"""
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log each request to stderr (signatures and secrets redacted) and show "
+        "tracebacks on errors",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("asyncio", "trio"),
+        default="asyncio",
+        help="event loop to run on (default: asyncio; trio needs the trio package)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``argparse`` parser of the ``binance-pmpro`` command line."""
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="binance-pmpro",
+        description=_DESCRIPTION,
+        epilog=EXIT_CODES_HELP,
+        formatter_class=formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    account = commands.add_parser(
+        "account",
+        help="print the Portfolio Margin Pro account's risk summary",
+        description=_ACCOUNT_DESCRIPTION,
+        epilog=EXIT_CODES_HELP,
+        formatter_class=formatter,
+    )
+    account.add_argument(
+        "--json", action="store_true", help="print one JSON document instead of the table"
+    )
+    account.add_argument(
+        "--demo",
+        action="store_true",
+        help="ask the built-in fake exchange on 127.0.0.1 instead of Binance (no keys needed)",
+    )
+    account.add_argument(
+        "--base-url",
+        type=_base_url,
+        metavar="URL",
+        help="Binance's REST root (default: https://api.binance.com); http:// only for "
+        "loopback hosts",
+    )
+    account.add_argument(
+        "--recv-window",
+        type=_recv_window,
+        metavar="MS",
+        help="how long a signed request stays valid, in ms, 1..60000 (default: 5000)",
+    )
+    account.add_argument(
+        "--timeout",
+        type=_timeout,
+        metavar="S",
+        help="network timeout for each phase of the request, in seconds (fractions allowed)",
+    )
+    account.add_argument(
+        "--max-wait",
+        type=_max_wait,
+        metavar="S",
+        help="longest wait for rate-limit weight, a 429 pause included, in seconds "
+        "(default: 10; 0: fail at once)",
+    )
+    account.add_argument("--api-key", metavar="KEY", help="API key (default: $BINANCE_API_KEY)")
+    secret = account.add_mutually_exclusive_group()
+    secret.add_argument(
+        "--api-secret-file",
+        metavar="PATH",
+        help="file holding the HMAC API secret ('-': standard input); never the secret "
+        "itself on the command line (see above)",
+    )
+    secret.add_argument(
+        "--private-key",
+        metavar="PATH",
+        help="RSA or Ed25519 private key file (PEM or DER); its password, if any, from "
+        f"${PASSWORD_ENV_VAR}",
+    )
+    _add_common(account)
+    account.set_defaults(handler=_run_account)
+
+    fake = commands.add_parser(
+        "fake-exchange",
+        help="serve the built-in fake exchange over HTTP until interrupted",
+        description=_FAKE_DESCRIPTION,
+        epilog=EXIT_CODES_HELP,
+        formatter_class=formatter,
+    )
+    fake.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    fake.add_argument(
+        "--port", type=_port, default=0, help="port to listen on (default: 0, any free port)"
+    )
+    _add_common(fake)
+    fake.set_defaults(handler=_run_fake_exchange)
+    return parser
+
+
+# --- output --------------------------------------------------------------------------------
+
+_IGNORED_NOTE = "ignored for PM PRO and PM PRO SPAN (Binance)"
+_NOTES = {
+    "uni_mmr": "unified maintenance-margin ratio; liquidation risk at or below 1.05",
+    "account_equity": "USD, after collateral rates",
+    "actual_equity": "USD, ignoring collateral rates",
+    "account_maint_margin": "USD, maintenance margin required",
+    "account_initial_margin": "USD; " + _IGNORED_NOTE,
+    "total_available_balance": "USD; " + _IGNORED_NOTE,
+}
+_STATUS_NOTES = {
+    AccountStatus.NORMAL: "",
+    AccountStatus.MARGIN_CALL: "add margin",
+    AccountStatus.SUPPLY_MARGIN: "add margin again",
+    AccountStatus.REDUCE_ONLY: "only position-reducing trades allowed",
+    AccountStatus.ACTIVE_LIQUIDATION: "liquidation started by the user",
+    AccountStatus.FORCE_LIQUIDATION: "Binance is liquidating",
+    AccountStatus.BANKRUPTED: "bankrupted",
+}
+_TYPE_NOTES = {
+    AccountType.PM_1: "Portfolio Margin Pro",
+    AccountType.PM_2: "Portfolio Margin",
+    AccountType.PM_3: "Portfolio Margin Pro SPAN",
+}
+_UNKNOWN_NOTE = "a value this release does not know"
+_EXTRA_NOTE = "a field this release does not know"
+
+_SNAKE_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def _snake(name: str) -> str:
+    """``"uniMMR"`` -> ``"uni_mmr"``, ``"riskUnitMMList"`` -> ``"risk_unit_mm_list"``."""
+    return _SNAKE_RE.sub("_", name).lower()
+
+
+def amount_text(value: Decimal) -> str:
+    """An amount in full, in plain notation: every digit Binance sent, no rounding, no
+    thousands separators. Equal to ``str(value)`` for the plain numbers Binance sends;
+    unlike it, never switches to exponent notation (``1E-8`` prints ``0.00000001``)."""
+    return format(value, "f")
+
+
+def _wire_names() -> dict[str, str]:
+    """Binance's field name -> AccountInfo attribute, for the fields Binance sends."""
+    import msgspec
+
+    info = msgspec.inspect.type_info(AccountInfo)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return {f.encode_name: f.name for f in info.fields if not f.name.endswith("_raw")}
+
+
+def _enum_wire(info: AccountInfo, attr: str) -> str:
+    value = getattr(info, attr)
+    assert isinstance(value, enum.Enum)
+    if value.name == "UNKNOWN":
+        raw = getattr(info, f"{attr}_raw", None)
+        return raw if raw is not None else str(value.value)
+    return str(value.value)
+
+
+def _snake_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_snake(str(k)): _snake_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_snake_keys(v) for v in value]
+    return value
+
+
+def account_document(info: AccountInfo, body: bytes) -> dict[str, Any]:
+    """The ``--json`` document: every field of ``body`` in Binance's order, snake_case.
+
+    Known amounts come from the decoded ``info`` as exact plain-notation strings (the
+    thousands separators gone), enums as Binance's strings (the raw one for a value this
+    release does not know), ``null`` where Binance sent ``""``. Fields this release does not
+    know are passed through as sent, numbers exact.
+    """
+    import msgspec
+
+    plain = msgspec.json.Decoder(float_hook=Decimal).decode(body)
+    if not isinstance(plain, dict):  # decode_account_info accepted it, so it is an object
+        raise DecodeError("the account response is not a JSON object", body=body)
+    names = _wire_names()
+    doc: dict[str, Any] = {}
+    for wire, sent in plain.items():
+        attr = names.get(wire)
+        if attr is None:
+            doc[_snake(wire)] = _snake_keys(sent)
+            continue
+        typed = getattr(info, attr)
+        if isinstance(typed, enum.Enum):
+            doc[attr] = _enum_wire(info, attr)
+        elif isinstance(typed, Decimal):
+            doc[attr] = amount_text(typed)
+        else:
+            doc[attr] = typed
+    return doc
+
+
+def render_json(doc: dict[str, Any]) -> str:
+    """One line of JSON; numbers of unknown fields stay exact."""
+    import msgspec
+
+    return msgspec.json.Encoder(decimal_format="number").encode(doc).decode()
+
+
+def render_table(info: AccountInfo, body: bytes) -> str:
+    """The default table: field, value in full, and a note (units, the ignored fields)."""
+    import msgspec
+
+    plain = msgspec.json.Decoder(float_hook=Decimal).decode(body)
+    sent = plain if isinstance(plain, dict) else {}
+    names = _wire_names()
+    rows: list[tuple[str, str, str]] = [("field", "value", "note")]
+    for wire, attr in names.items():
+        typed = getattr(info, attr)
+        note = _NOTES.get(attr, "")
+        if isinstance(typed, enum.Enum):
+            text = _enum_wire(info, attr)
+            if typed.name == "UNKNOWN":
+                note = _UNKNOWN_NOTE
+            elif isinstance(typed, AccountStatus):
+                note = _STATUS_NOTES.get(typed, "")
+            elif isinstance(typed, AccountType):
+                note = _TYPE_NOTES.get(typed, "")
+        elif isinstance(typed, Decimal):
+            text = amount_text(typed)
+        elif wire not in sent:
+            text = "(not sent)"
+        elif typed is None:
+            text = "(empty)"
+        else:
+            text = str(typed)
+        rows.append((attr, text, note))
+    for wire, value in sent.items():
+        if wire not in names:
+            text = value if isinstance(value, str) else render_json({"v": value})[5:-1]
+            rows.append((_snake(wire), text, _EXTRA_NOTE))
+    # Columns fit their longest cell: values are never cut, wrapped or rounded.
+    width0 = max(len(r[0]) for r in rows)
+    width1 = max(len(r[1]) for r in rows)
+    lines = [f"{a:<{width0}}  {b:<{width1}}  {c}".rstrip() for a, b, c in rows]
+    return "\n".join(lines) + "\n"
+
+
+# --- logging and messages ------------------------------------------------------------------
+
+
+class _RedactingFormatter(logging.Formatter):
+    """Formats a record, then removes signatures and every known secret from the text."""
+
+    def __init__(self, secrets: Callable[[], Sequence[str]]) -> None:
+        super().__init__(
+            "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+        )
+        self._secrets = secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _scrub(super().format(record), self._secrets())
+
+
+class _Secrets:
+    """Every secret value this run has seen, to scrub from anything it prints."""
+
+    def __init__(self) -> None:
+        self.values: list[str] = []
+
+    def add(self, value: str | None) -> None:
+        # Very short values would blank out ordinary text and protect nothing.
+        if value and len(value) >= 4 and value not in self.values:
+            self.values.append(value)
+
+    def __call__(self) -> Sequence[str]:
+        return self.values
+
+
+def _scrub(text: str, secrets: Sequence[str]) -> str:
+    text = redact(text)
+    for value in secrets:
+        text = text.replace(value, "<redacted>")
+    return text
+
+
+def _setup_logging(verbose: bool, secrets: _Secrets) -> None:
+    package = logging.getLogger("binance_pmpro")
+    package.propagate = False
+    if not verbose:
+        # Without -v a failure is one error line: the library's warnings (a failed clock
+        # sync before the same network error, say) would otherwise reach Python's
+        # last-resort handler and print bare lines of their own.
+        package.addHandler(logging.NullHandler())
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_RedactingFormatter(secrets))
+    # Only our own logger: httpx's logger would print the full URL, signature included.
+    package.addHandler(handler)
+    package.setLevel(logging.DEBUG)
+
+
+def _say(stream: TextIO, text: str, secrets: _Secrets) -> None:
+    stream.write(_scrub(text, secrets()) + "\n")
+    stream.flush()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def classify(exc: BaseException) -> tuple[int, str]:
+    """The exit code and the one-line ``error:`` text for an exception."""
+    if isinstance(exc, CliError):
+        return exc.code, str(exc)
+    if isinstance(exc, IPBannedError):
+        until = f"; banned until epoch {exc.banned_until:.0f}" if exc.banned_until else ""
+        after = f"; retry after {exc.retry_after:g} s" if exc.retry_after is not None else ""
+        return EXIT_RATE_LIMITED, f"IP banned: {exc}{after}{until}"
+    if isinstance(exc, RateLimitedError):
+        after = f"; retry after {exc.retry_after:g} s" if exc.retry_after is not None else ""
+        return EXIT_RATE_LIMITED, f"rate limited: {exc}{after}"
+    if isinstance(exc, WAFBlockedError):
+        return EXIT_RATE_LIMITED, f"blocked by Binance's firewall: {exc}"
+    if isinstance(exc, RateLimitTimeoutError):
+        return EXIT_RATE_LIMITED, f"rate limited (local limiter): {exc}"
+    if isinstance(exc, AuthenticationError):
+        return EXIT_AUTH, f"authentication failed: {exc}"
+    if isinstance(exc, ServerError):
+        return EXIT_SERVER, f"server error: {exc}"
+    if isinstance(exc, APIError):
+        return EXIT_API_ERROR, str(exc)
+    if isinstance(exc, TransportError):
+        return EXIT_NETWORK, f"network error: {exc}"
+    if isinstance(exc, DecodeError):
+        return EXIT_BAD_RESPONSE, f"bad response: {exc}"
+    if isinstance(exc, ConfigurationError):
+        return EXIT_AUTH, f"credentials: {exc}"
+    if isinstance(exc, BinanceError):
+        return EXIT_API_ERROR, str(exc)
+    return EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+
+
+# --- account -------------------------------------------------------------------------------
+
+
+def _read_secret_file(path: str, secrets: _Secrets) -> str:
+    if path == "-":
+        text = sys.stdin.read()
+    else:
+        file = Path(path).expanduser()
+        try:
+            text = file.read_text(encoding="utf-8")
+            mode = file.stat().st_mode
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise CliError(
+                EXIT_AUTH, f"cannot read the API secret file {path!r}: {reason}"
+            ) from None
+        if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+            print(
+                f"warning: {path} can be read by other users; chmod 600 it",
+                file=sys.stderr,
+                flush=True,
+            )
+    secret = text.strip()
+    secrets.add(secret)
+    if not secret:
+        raise CliError(EXIT_AUTH, f"the API secret file {path!r} is empty")
+    if any(ch.isspace() for ch in secret):
+        raise CliError(
+            EXIT_AUTH, f"the API secret file {path!r} holds more than one word: one secret only"
+        )
+    return secret
+
+
+def _credentials_configured(args: argparse.Namespace) -> bool:
+    given = (args.api_key, args.api_secret_file, args.private_key)
+    return any(x is not None for x in given) or any(os.environ.get(v) for v in CREDENTIAL_ENV_VARS)
+
+
+def _client_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if args.recv_window is not None:
+        options["recv_window"] = args.recv_window
+    if args.timeout is not None:
+        options["timeout"] = args.timeout
+    if args.max_wait is not None:
+        options["max_wait"] = args.max_wait
+    return options
+
+
+async def _fetch_account(client: Any) -> tuple[AccountInfo, bytes]:
+    from .decoding import decode_account_info
+
+    async with client:
+        # One request: the raw body feeds --json (every field Binance sent) and the typed
+        # decode checks it and gives exact amounts.
+        body: bytes = await client.account_info_raw()
+    return decode_account_info(body), body
+
+
+async def _account_live(args: argparse.Namespace, secrets: _Secrets) -> tuple[AccountInfo, bytes]:
+    from .client import PortfolioMarginProClient
+
+    api_secret = None
+    if args.api_secret_file is not None:
+        api_secret = _read_secret_file(args.api_secret_file, secrets)
+    for name in ("BINANCE_API_SECRET", PASSWORD_ENV_VAR):
+        secrets.add(os.environ.get(name))
+    options = _client_options(args)
+    if args.base_url is not None:
+        options["base_url"] = args.base_url
+    try:
+        client = PortfolioMarginProClient(
+            api_key=args.api_key,
+            api_secret=api_secret,
+            private_key=Path(args.private_key) if args.private_key is not None else None,
+            **options,
+        )
+    except ConfigurationError as exc:
+        raise CliError(EXIT_AUTH, f"credentials: {exc}; {_DEMO_HINT}") from None
+    if client.signing_algorithm is None:
+        raise CliError(
+            EXIT_AUTH,
+            "credentials: an API key but no secret: give --api-secret-file or --private-key "
+            "(or set BINANCE_API_SECRET or BINANCE_PRIVATE_KEY_PATH)",
+        )
+    log.debug("%r, recv window %s ms", client, client.recv_window)
+    return await _fetch_account(client)
+
+
+async def _account_demo(args: argparse.Namespace, secrets: _Secrets, notice: str) -> Any:
+    from .client import PortfolioMarginProClient
+    from .testing import FakeExchange
+
+    fake = FakeExchange()
+    secrets.add(fake.demo_api_secret)
+    async with fake.serve(host="127.0.0.1", port=0) as server:
+        print(notice.format(url=server.base_url), file=sys.stderr, flush=True)
+        client = PortfolioMarginProClient(
+            api_key=fake.demo_api_key,
+            api_secret=fake.demo_api_secret,
+            base_url=server.base_url,
+            **_client_options(args),
+        )
+        log.debug("%r, recv window %s ms", client, client.recv_window)
+        return await _fetch_account(client)
+
+
+_DEMO_NOTICE = (
+    "notice: --demo: these numbers come from the built-in fake exchange at {url} "
+    "(Binance's documentation example), not from Binance"
+)
+_AUTO_DEMO_NOTICE = (
+    "notice: no Binance credentials configured, so this is a DEMO against the built-in fake "
+    "exchange at {url}, not Binance; set BINANCE_API_KEY and BINANCE_API_SECRET for your "
+    "account, or pass --demo to say you mean it"
+)
+
+
+async def _run_account(args: argparse.Namespace, secrets: _Secrets) -> int:
+    if args.demo:
+        given = [
+            flag
+            for flag, value in (
+                ("--base-url", args.base_url),
+                ("--api-key", args.api_key),
+                ("--api-secret-file", args.api_secret_file),
+                ("--private-key", args.private_key),
+            )
+            if value is not None
+        ]
+        if given:
+            raise CliError(
+                EXIT_USAGE,
+                f"--demo talks to its own fake exchange with its own key: drop {', '.join(given)}",
+            )
+        info, body = await _account_demo(args, secrets, _DEMO_NOTICE)
+    elif not _credentials_configured(args):
+        # Decision 7: automatic demo only for a person at a terminal who configured nothing.
+        if args.base_url is None and sys.stdout.isatty():
+            info, body = await _account_demo(args, secrets, _AUTO_DEMO_NOTICE)
+        else:
+            raise CliError(
+                EXIT_AUTH,
+                "no Binance credentials: set BINANCE_API_KEY and BINANCE_API_SECRET (or "
+                "BINANCE_PRIVATE_KEY_PATH), or pass --api-key with --api-secret-file or "
+                f"--private-key; {_DEMO_HINT}",
+            )
+    else:
+        info, body = await _account_live(args, secrets)
+    if args.json:
+        out = render_json(account_document(info, body)) + "\n"
+    else:
+        out = render_table(info, body)
+    sys.stdout.write(out)
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+# --- fake-exchange -------------------------------------------------------------------------
+
+
+async def _run_fake_exchange(args: argparse.Namespace, secrets: _Secrets) -> int:
+    import json
+    import signal
+
+    import anyio
+
+    from .testing import FakeExchange
+
+    fake = FakeExchange()
+    if not _is_loopback(args.host):
+        print(
+            f"warning: serving on {args.host}, reachable from other machines; the fake "
+            "exchange is for tests only",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    async def serve(wait: Callable[[], Any]) -> None:
+        async with fake.serve(host=args.host, port=args.port) as server:
+            line = {
+                "base_url": server.base_url,
+                "api_key": fake.demo_api_key,
+                "api_secret": fake.demo_api_secret,
+            }
+            sys.stdout.write(json.dumps(line) + "\n")
+            sys.stdout.flush()
+            print(
+                f"notice: fake exchange (not Binance) serving at {server.base_url}; "
+                "stop with Ctrl-C or SIGTERM",
+                file=sys.stderr,
+                flush=True,
+            )
+            await wait()
+
+    if sys.platform == "win32":  # no signal receiver there: Ctrl-C ends the sleep instead
+        with contextlib.suppress(KeyboardInterrupt):
+            await serve(anyio.sleep_forever)
+        return EXIT_OK
+
+    # The receiver is in place before the first line is printed, so a reader may signal
+    # the process as soon as it has read the line.
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+
+        async def until_signal() -> None:
+            async for signum in signals:
+                log.debug("received signal %s, shutting down", signum)
+                return
+
+        await serve(until_signal)
+    return EXIT_OK
+
+
+# --- entry point ---------------------------------------------------------------------------
+
+
+def _fail(message: str, code: int, secrets: _Secrets) -> int:
+    _say(sys.stderr, f"error: {_one_line(message)}", secrets)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
+
+    Usage errors exit through ``SystemExit(2)`` from ``argparse``.
+    """
+    args = build_parser().parse_args(argv)
+    secrets = _Secrets()
+    _setup_logging(args.verbose, secrets)
+    if args.backend == "trio":
+        try:
+            import trio  # noqa: F401
+        except ImportError:
+            return _fail("--backend trio needs the trio package (pip install trio)", 2, secrets)
+    import anyio
+
+    handler: Callable[[argparse.Namespace, _Secrets], Any] = args.handler
+    try:
+        code: int = anyio.run(handler, args, secrets, backend=args.backend)
+    except KeyboardInterrupt:
+        _say(sys.stderr, "interrupted", secrets)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_OK
+    except Exception as exc:
+        code, message = classify(exc)
+        if args.verbose:
+            _say(sys.stderr, "".join(traceback.format_exception(exc)).rstrip(), secrets)
+        return _fail(message, code, secrets)
+    return code
+
+
+def _silence_stdout() -> None:
+    # The reader went away (`binance-pmpro account | head -1`): nothing more can be shown,
+    # and Python's own flush at exit must not raise again.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def run() -> NoReturn:
+    """``python -m binance_pmpro``: :func:`main`, then exit with its code."""
+    sys.exit(main())
