@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import os
+import string
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -140,10 +141,19 @@ def _key_bytes(source: PrivateKeySource) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        # The path is not secret; the error names it but never the file's contents.
+        # A path is not secret, but a string made only of base64 characters may be a key
+        # pasted without its BEGIN/END lines: never echo that.
+        shown = "" if _may_be_key_material(source) else f" {str(path)!r}"
         raise ConfigurationError(
-            f"cannot read the private key file {str(path)!r}: {exc.strerror}"
+            f"cannot read the private key file{shown}: {exc.strerror}"
         ) from None
+
+
+_BASE64_OR_SPACE = frozenset(string.ascii_letters + string.digits + "+/=" + string.whitespace)
+
+
+def _may_be_key_material(source: PrivateKeySource) -> bool:
+    return isinstance(source, str) and set(source) <= _BASE64_OR_SPACE
 
 
 def load_private_key(
