@@ -264,6 +264,23 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _RefuseSecret(argparse.Action):
+    """``--api-secret VALUE``: refused with the reason, the value never repeated."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        parser.error(
+            f"there is no {option_string} option: a secret on the command line is saved in "
+            "the shell history and shown in the process list; use --api-secret-file PATH "
+            "(or '-' for standard input) or the BINANCE_API_SECRET environment variable"
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``argparse`` parser of the ``binance-pmpro`` command line."""
     formatter = argparse.RawDescriptionHelpFormatter
@@ -272,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=_DESCRIPTION,
         epilog=EXIT_CODES_HELP,
         formatter_class=formatter,
+        allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -282,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=_ACCOUNT_DESCRIPTION,
         epilog=EXIT_CODES_HELP,
         formatter_class=formatter,
+        allow_abbrev=False,
     )
     account.add_argument(
         "--json", action="store_true", help="print one JSON document instead of the table"
@@ -331,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="RSA or Ed25519 private key file (PEM or DER); its password, if any, from "
         f"${PASSWORD_ENV_VAR}",
     )
+    # `--api-secret X` is the likeliest mistake: refuse it with the reason, where argparse's
+    # generic "unrecognized arguments" would repeat the secret on stderr.
+    account.add_argument(
+        "--api-secret", "--secret", nargs="?", action=_RefuseSecret, help=argparse.SUPPRESS
+    )
     _add_common(account)
     account.set_defaults(handler=_run_account)
 
@@ -340,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=_FAKE_DESCRIPTION,
         epilog=EXIT_CODES_HELP,
         formatter_class=formatter,
+        allow_abbrev=False,
     )
     fake.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
