@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, get_args, get_origin
 
 import msgspec
 
@@ -24,6 +24,7 @@ T = TypeVar("T")
 
 _THOUSANDS_RE = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _PATH_RE = re.compile(r"at `(\$[^`]*)`")
+_MISSING_RE = re.compile(r"missing required field `([^`]+)`")
 
 
 class _ErrorBody(msgspec.Struct):
@@ -32,6 +33,9 @@ class _ErrorBody(msgspec.Struct):
 
 
 _error_decoder = msgspec.json.Decoder(_ErrorBody)
+# The slow path decodes to plain objects first: JSON numbers with a fraction or exponent must
+# become Decimals there, as in the fast path, never floats that lose digits.
+_plain_decoder = msgspec.json.Decoder(float_hook=Decimal)
 
 
 # --- shape of a target type: which attributes need checking or normalising -------------
@@ -119,8 +123,13 @@ def _needs_slow_path(obj: Any) -> bool:
 def _normalise(value: Any, target: type[Any], path: str) -> Any:
     """Rewrite the documented quirks in a plain-JSON value so msgspec can convert it."""
     if isinstance(value, list):
-        return [_normalise(item, target, f"{path}[{i}]") for i, item in enumerate(value)]
-    if not isinstance(value, dict) or not issubclass(target, msgspec.Struct):
+        # The top-level target of an array endpoint is list[Item]; nested lists come here
+        # with their item type already.
+        item_type = get_args(target)[0] if get_origin(target) is list else target
+        return [_normalise(item, item_type, f"{path}[{i}]") for i, item in enumerate(value)]
+    if not (
+        isinstance(value, dict) and isinstance(target, type) and issubclass(target, msgspec.Struct)
+    ):
         return value
     shape = _shape(target)
     out = dict(value)
@@ -133,7 +142,9 @@ def _normalise(value: Any, target: type[Any], path: str) -> Any:
             out[wire] = _amount(item, nullable=extra, where=where)
         elif kind == "enum":
             cls, raw_wire = extra
-            if isinstance(item, str) and item not in cls._value2member_map_:
+            # cls(item) maps unknown values to UNKNOWN; a literal "UNKNOWN" from Binance is
+            # just as unknown to this release, so its raw string is kept as well.
+            if isinstance(item, str) and cls(item) is cls.__members__["UNKNOWN"]:
                 out[raw_wire] = item
         else:
             out[wire] = _normalise(item, extra, where)
@@ -153,14 +164,14 @@ def _amount(item: Any, *, nullable: bool, where: str) -> Any:
         if not number.is_finite():
             raise DecodeError(f"{where} is not a decimal number: {item!r}", field=where)
         return item
-    if isinstance(item, bool) or (item is not None and not isinstance(item, (int, float))):
+    if isinstance(item, bool) or (item is not None and not isinstance(item, (int, Decimal))):
         raise DecodeError(f"{where} is not a decimal number: {item!r}", field=where)
     return item
 
 
 def _slow_decode(body: bytes, target: type[T], status: int) -> T:
     try:
-        plain = msgspec.json.decode(body)
+        plain = _plain_decoder.decode(body)
     except msgspec.DecodeError:
         kind = "an HTML page" if body.lstrip()[:1] == b"<" else "malformed or truncated JSON"
         raise DecodeError(f"response is {kind}", status=status, body=body) from None
@@ -174,14 +185,21 @@ def _slow_decode(body: bytes, target: type[T], status: int) -> T:
     try:
         result: T = msgspec.convert(normalised, target, strict=False)
     except msgspec.ValidationError as exc:
-        match = _PATH_RE.search(str(exc))
         raise DecodeError(
-            f"unexpected response shape: {exc}",
-            status=status,
-            body=body,
-            field=match.group(1) if match else None,
+            f"unexpected response shape: {exc}", status=status, body=body, field=_field_of(exc)
         ) from None
     return result
+
+
+def _field_of(exc: msgspec.ValidationError) -> str | None:
+    """The JSON path msgspec's message names, extended by a missing field's name."""
+    text = str(exc)
+    match = _PATH_RE.search(text)
+    path = match.group(1) if match else "$"
+    missing = _MISSING_RE.search(text)
+    if missing:
+        return f"{path}.{missing.group(1)}"
+    return path if match else None
 
 
 class ResponseDecoder(Generic[T]):
