@@ -1,1 +1,55 @@
-"""Test helpers for code that uses binance-pmpro (work in progress)."""
+"""Test against a fake Binance: :class:`FakeExchange`, its faults, and a pytest plugin.
+
+    from binance_pmpro import PortfolioMarginProClient
+    from binance_pmpro.testing import FakeExchange, FaultKind
+
+    fake = FakeExchange()
+    fake.set_account(uni_mmr="1.08", account_status="MARGIN_CALL")
+    fake.inject(FaultKind.HTML_ERROR_PAGE)          # the next request gets a 502 page
+    async with PortfolioMarginProClient(
+        fake.demo_api_key, fake.demo_api_secret,
+        base_url=fake.base_url, http_client=fake.http_client(),
+    ) as client:
+        info = await client.account_info()
+
+With pytest, the ``fake_exchange`` and ``fake_client`` fixtures do the wiring (the plugin
+is registered on install). ``async with fake.serve() as server:`` serves the same exchange
+over real HTTP on 127.0.0.1 for other processes and languages.
+"""
+
+from ._exchange import (
+    DEFAULT_ACCOUNT,
+    FAKE_BASE_URL,
+    ExchangeError,
+    FakeExchange,
+    FakeRequest,
+    Handler,
+    Reply,
+    ReplyAction,
+    RequestRecord,
+    WeightKey,
+    WindowUsage,
+    register_handler,
+)
+from ._faults import FaultKind, FaultRule
+from ._server import FakeServer
+from ._transport import FakeTransport
+
+__all__ = [
+    "DEFAULT_ACCOUNT",
+    "FAKE_BASE_URL",
+    "ExchangeError",
+    "FakeExchange",
+    "FakeRequest",
+    "FakeServer",
+    "FakeTransport",
+    "FaultKind",
+    "FaultRule",
+    "Handler",
+    "Reply",
+    "ReplyAction",
+    "RequestRecord",
+    "WeightKey",
+    "WindowUsage",
+    "register_handler",
+]
