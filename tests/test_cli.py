@@ -298,6 +298,38 @@ def test_account_connection_refused_network_exit(secret_file: Path) -> None:
     _assert_one_error_line(result.stderr, "network error")
 
 
+def test_account_json_unknown_status_extra_and_absent_fields_as_sent(secret_file: Path) -> None:
+    with served() as s:
+        s.call(s.fake.set_account, account_status="SOMETHING_NEW", account_initial_margin=None)
+        s.call(lambda: s.fake.account_state().update(newRatio="0.5"))
+        args = ["--base-url", s.base_url, "--api-key", KEY, "--api-secret-file", str(secret_file)]
+        as_json = run_cli("account", "--json", *args)
+        as_table = run_cli("account", *args)
+
+    assert as_json.returncode == cli.EXIT_OK, as_json.stderr
+    doc = json.loads(as_json.stdout)
+    assert doc["account_status"] == "SOMETHING_NEW"
+    assert "account_initial_margin" not in doc
+    assert doc["new_ratio"] == "0.5"
+    assert as_table.returncode == cli.EXIT_OK, as_table.stderr
+    rows = {line.split()[0]: line for line in as_table.stdout.splitlines()}
+    assert "SOMETHING_NEW" in rows["account_status"]
+    assert "(not sent)" in rows["account_initial_margin"]
+    assert "0.5" in rows["new_ratio"]
+
+
+def test_account_not_portfolio_margin_api_error_exit_and_21001_line(secret_file: Path) -> None:
+    with served() as s:
+        s.call(s.fake.set_portfolio_margin, False)
+        result = run_cli(
+            "account", "--base-url", s.base_url, "--api-key", KEY,
+            "--api-secret-file", str(secret_file),
+        )  # fmt: skip
+
+    assert result.returncode == cli.EXIT_API_ERROR
+    _assert_one_error_line(result.stderr, "-21001")
+
+
 # --- credentials -----------------------------------------------------------------------------
 
 
@@ -475,3 +507,34 @@ def test_account_ctrl_c_during_request_exit_130_no_traceback(secret_file: Path) 
 
     assert code == cli.EXIT_INTERRUPTED
     assert "Traceback" not in stderr
+
+
+# --- packaging -----------------------------------------------------------------------------
+
+
+def test_import_cli_leaves_fake_exchange_unloaded() -> None:
+    code = (
+        "import sys, binance_pmpro.cli; "
+        "loaded = [m for m in sys.modules if m.startswith(('binance_pmpro.testing', 'trio'))]; "
+        "print(loaded)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=_env(),
+        timeout=RUN_TIMEOUT, check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_console_script_version_exit_0() -> None:
+    script = Path(sys.executable).with_name("binance-pmpro")
+    if not script.exists():
+        pytest.skip("the binance-pmpro script is not installed next to this Python")
+    result = subprocess.run(
+        [str(script), "--version"], capture_output=True, text=True, env=_env(),
+        timeout=RUN_TIMEOUT, check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("binance-pmpro ")
