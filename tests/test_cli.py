@@ -348,6 +348,22 @@ def test_account_key_without_secret_auth_exit() -> None:
     _assert_one_error_line(result.stderr, "--api-secret-file")
 
 
+def test_account_secret_without_key_auth_exit(secret_file: Path) -> None:
+    result = run_cli("account", "--api-secret-file", str(secret_file))
+
+    assert result.returncode == cli.EXIT_AUTH
+    _assert_one_error_line(result.stderr, "--api-key", "BINANCE_API_KEY")
+
+
+def test_account_encrypted_key_without_password_auth_exit() -> None:
+    result = run_cli(
+        "account", "--api-key", KEY, "--private-key", str(DATA / "ed25519-encrypted.pem")
+    )
+
+    assert result.returncode == cli.EXIT_AUTH
+    _assert_one_error_line(result.stderr, "private key", "BINANCE_PRIVATE_KEY_PASSWORD")
+
+
 def test_account_missing_secret_file_auth_exit(tmp_path: Path) -> None:
     result = run_cli(
         "account", "--api-key", KEY, "--api-secret-file", str(tmp_path / "does-not-exist")

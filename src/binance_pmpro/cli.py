@@ -684,6 +684,13 @@ async def _account_live(args: argparse.Namespace, secrets: _Secrets) -> tuple[Ac
         api_secret = _read_secret_file(args.api_secret_file, secrets)
     for name in ("BINANCE_API_SECRET", PASSWORD_ENV_VAR):
         secrets.add(os.environ.get(name))
+    if not (args.api_key or os.environ.get("BINANCE_API_KEY")):
+        # Said here in the command line's terms; the client would ask for `api_key=`.
+        raise CliError(
+            EXIT_AUTH,
+            "credentials: a secret or private key but no API key: pass --api-key or set "
+            "BINANCE_API_KEY",
+        )
     options = _client_options(args)
     if args.base_url is not None:
         options["base_url"] = args.base_url
@@ -695,7 +702,10 @@ async def _account_live(args: argparse.Namespace, secrets: _Secrets) -> tuple[Ac
             **options,
         )
     except ConfigurationError as exc:
-        raise CliError(EXIT_AUTH, f"credentials: {exc}; {_DEMO_HINT}") from None
+        hint = ""
+        if "password" in str(exc).lower() and not os.environ.get(PASSWORD_ENV_VAR):
+            hint = f"; the password of an encrypted key comes from {PASSWORD_ENV_VAR}"
+        raise CliError(EXIT_AUTH, f"credentials: {exc}{hint}") from None
     if client.signing_algorithm is None:
         raise CliError(
             EXIT_AUTH,
