@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
@@ -28,3 +30,18 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict over src/."""
     session.install("-e", ".[test,fast]", "mypy")
     session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against a loopback Binance stand-in; results in benchmarks/results/.
+
+    The competition and the chart library are installed here only (benchmarks/requirements.txt),
+    never as dependencies of the package. Options after `--` go to the client benchmark, e.g.
+    `nox -s bench -- --n 500 --rounds 1 --loops asyncio`.
+    """
+    session.install("-e", ".[fast]", "-r", "benchmarks/requirements.txt")
+    session.run("python", "-m", "benchmarks.bench_pure")
+    if Path("benchmarks/bench_limiter.py").exists():
+        session.run("python", "-m", "benchmarks.bench_limiter")
+    session.run("python", "-m", "benchmarks.bench_clients", *session.posargs)
