@@ -39,7 +39,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import EXPECTED_UNI_MMR, RESULTS, ROOT, STATS_PATH, make_tls_material
-from benchmarks.clients import CLIENTS, Skip
+from benchmarks.clients import CLIENTS, SELF_CHECKS, Skip
 
 FLOORS = ("raw-aiohttp", "raw-httpx")
 IMPORT_MODULES = {
@@ -99,7 +99,7 @@ async def _measure(call: Any, count: int, concurrency: int, max_seconds: float) 
 async def _worker(
     name: str, base_url: str, ca: str | None, n: int, concurrency: int, warmup: int, limit: float
 ) -> dict[str, Any]:
-    client = CLIENTS[name].make(concurrency)
+    client = {**CLIENTS, **SELF_CHECKS}[name].make(concurrency)
     out: dict[str, Any] = {"client": name, "notes": client.notes, "calls": 0}
     try:
         await client.open(base_url, ca)
@@ -261,6 +261,23 @@ def _spawn_worker(
         return {"client": client, "error": f"worker exit {done.returncode}: {tail}", "calls": 0}
     result: dict[str, Any] = json.loads(lines[-1])
     return result
+
+
+def self_check(args: argparse.Namespace, standin: StandIn, ca: str) -> None:
+    """A client that signs with the wrong secret must come out FAILED, with the refusals
+    counted by the stand-in, on both schemes; otherwise no figure of this run can be trusted.
+    """
+    for scheme in args.schemes:
+        before = standin.stats()
+        result = _spawn_worker(
+            args, "mis-signed", "asyncio", standin.urls[scheme], ca if scheme == "https" else None
+        )
+        after = standin.stats()
+        _check_counters(result, before, after)
+        refused = after["bad_signature"] - before["bad_signature"]
+        if "error" not in result or refused < 1:
+            raise SystemExit(f"self-check failed on {scheme}: a wrong signature went unnoticed")
+        print(f"self-check {scheme}: a wrong signature is refused ({result['error']})", flush=True)
 
 
 def run_rounds(args: argparse.Namespace, standin: StandIn, ca: str) -> list[dict[str, Any]]:
@@ -677,6 +694,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         standin = StandIn(tls, max_seconds=budget * (3 * args.max_seconds + 120) + 600)
         try:
             meta["standin_loop"] = standin.loop
+            self_check(args, standin, tls["ca"])
             records = run_rounds(args, standin, tls["ca"])
         finally:
             standin.close()

@@ -42,9 +42,9 @@ def _tls_context(ca: str | None) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=ca) if ca else None
 
 
-def _signed_query() -> str:
+def _signed_query(secret: bytes = _SECRET) -> str:
     query = f"recvWindow={RECV_WINDOW}&timestamp={int(time.time() * 1000)}"
-    signature = hmac.new(_SECRET, query.encode(), hashlib.sha256).hexdigest()
+    signature = hmac.new(secret, query.encode(), hashlib.sha256).hexdigest()
     return f"{query}&signature={signature}"
 
 
@@ -154,6 +154,7 @@ class RawProtocol(Client):
         ).encode()
         self._idle: list[Any] = []
         self._all: list[Any] = []
+        self._sign = _signed_query
 
     async def _connect(self) -> Any:
         loop = self._asyncio.get_running_loop()
@@ -208,7 +209,7 @@ class RawProtocol(Client):
     async def call(self) -> Any:
         conn = self._idle.pop() if self._idle else await self._connect()
         waiter = conn.waiter = self._asyncio.get_running_loop().create_future()
-        conn.transport.write(b"".join((self._head, _signed_query().encode(), self._tail)))
+        conn.transport.write(b"".join((self._head, self._sign().encode(), self._tail)))
         status, body = await waiter
         if conn.keep_alive and conn.open:
             self._idle.append(conn)
@@ -222,6 +223,15 @@ class RawProtocol(Client):
         for conn in self._all:
             conn.transport.close()
         self._idle.clear()
+
+
+class MisSigned(RawProtocol):
+    """The protocol floor signing with the wrong secret: the harness runs it first to prove
+    that the stand-in refuses a bad signature and that the refusal fails the row."""
+
+    async def open(self, base_url: str, ca: str | None) -> None:
+        await super().open(base_url, ca)
+        self._sign = lambda: _signed_query(b"not-the-secret")
 
 
 # --- binance_pmpro -----------------------------------------------------------------------
@@ -411,3 +421,8 @@ CLIENTS: dict[str, Spec] = {
     "official-sdk": Spec("official SDK (requests, via thread)", lambda c: OfficialSdk(c)),
 }
 """Every client by its short name, in table order."""
+
+SELF_CHECKS: dict[str, Spec] = {
+    "mis-signed": Spec("raw Protocol signing with a wrong secret", lambda c: MisSigned()),
+}
+"""Clients that must fail: run before the measurements to prove the checks work."""
