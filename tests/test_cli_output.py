@@ -298,3 +298,43 @@ def test_parser_secret_as_argument_refused_without_repeating_it(
     assert info.value.code == cli.EXIT_USAGE
     assert "shell history" in err
     assert "s3cr3t-value-do-not-echo" not in err
+
+
+def test_table_unknown_numeric_field_printed_exactly() -> None:
+    body = DOC_EXAMPLE[:-1] + b', "newNumber": 1.10000000000000000001}'
+
+    table = cli.render_table(decode_account_info(body), body)
+    lines = {line.split()[0]: line for line in table.splitlines()}
+
+    assert lines["new_number"].split()[1] == "1.10000000000000000001"
+
+
+def test_classify_retried_call_attempts_summarised_once() -> None:
+    exc = ServerError(503, -1000, "unknown error")
+    exc.attempts = ("ServerError: a", "ServerError: a", "ServerError: a")
+
+    _, message = cli.classify(exc)
+
+    assert message.count("unknown error") == 1
+    assert message.endswith("(after 3 attempts)")
+    assert len(exc.attempts) == 3  # the exception itself is left as it was
+
+
+def test_classify_retried_call_different_failures_listed() -> None:
+    exc = ConnectionLostError("GET /x: reset")
+    exc.attempts = ("ServerError: 503", "ConnectionLostError: reset")
+
+    _, message = cli.classify(exc)
+
+    assert "(after 2 attempts: ServerError: 503; ConnectionLostError: reset)" in message
+
+
+def test_classify_ip_banned_says_until_when_in_utc() -> None:
+    exc = IPBannedError(418, -1003, "banned", retry_after=120.0)
+    exc.banned_until = 1_800_000_000.0
+
+    code, message = cli.classify(exc)
+
+    assert code == cli.EXIT_RATE_LIMITED
+    assert "banned until 2027-01-15 08:00:00 UTC" in message
+    assert "retry after 120 s" in message

@@ -47,12 +47,17 @@ import stat
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 from urllib.parse import urlsplit
 
+import msgspec
+
 from . import __version__
+from .client import PortfolioMarginProClient
+from .decoding import decode_account_info
 from .errors import (
     APIError,
     AuthenticationError,
@@ -422,8 +427,6 @@ def amount_text(value: Decimal) -> str:
 
 def _wire_names() -> dict[str, str]:
     """Binance's field name -> AccountInfo attribute, for the fields Binance sends."""
-    import msgspec
-
     info = msgspec.inspect.type_info(AccountInfo)
     assert isinstance(info, msgspec.inspect.StructType)
     return {f.encode_name: f.name for f in info.fields if not f.name.endswith("_raw")}
@@ -454,8 +457,6 @@ def account_document(info: AccountInfo, body: bytes) -> dict[str, Any]:
     release does not know), ``null`` where Binance sent ``""``. Fields this release does not
     know are passed through as sent, numbers exact.
     """
-    import msgspec
-
     plain = msgspec.json.Decoder(float_hook=Decimal).decode(body)
     if not isinstance(plain, dict):  # decode_account_info accepted it, so it is an object
         raise DecodeError("the account response is not a JSON object", body=body)
@@ -476,17 +477,16 @@ def account_document(info: AccountInfo, body: bytes) -> dict[str, Any]:
     return doc
 
 
-def render_json(doc: dict[str, Any]) -> str:
-    """One line of JSON; numbers of unknown fields stay exact."""
-    import msgspec
+def render_json(doc: Any) -> str:
+    """One line of JSON; numbers of unknown fields (decoded as Decimal) stay exact."""
+    return _JSON_ENCODER.encode(doc).decode()
 
-    return msgspec.json.Encoder(decimal_format="number").encode(doc).decode()
+
+_JSON_ENCODER = msgspec.json.Encoder(decimal_format="number")
 
 
 def render_table(info: AccountInfo, body: bytes) -> str:
     """The default table: field, value in full, and a note (units, the ignored fields)."""
-    import msgspec
-
     plain = msgspec.json.Decoder(float_hook=Decimal).decode(body)
     sent = plain if isinstance(plain, dict) else {}
     names = _wire_names()
@@ -513,7 +513,7 @@ def render_table(info: AccountInfo, body: bytes) -> str:
         rows.append((attr, text, note))
     for wire, value in sent.items():
         if wire not in names:
-            text = value if isinstance(value, str) else render_json({"v": value})[5:-1]
+            text = value if isinstance(value, str) else render_json(value)
             rows.append((_snake(wire), text, _EXTRA_NOTE))
     # Columns fit their longest cell: values are never cut, wrapped or rounded.
     width0 = max(len(r[0]) for r in rows)
@@ -585,36 +585,56 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _describe(exc: BaseException) -> str:
+    """``str(exc)`` with a retried call's attempts summarised: the library lists every
+    attempt's failure, which for three identical failures is the same text three times."""
+    attempts: tuple[str, ...] = getattr(exc, "attempts", ())
+    if len(attempts) < 2:
+        return str(exc)
+    exc.attempts = ()  # type: ignore[attr-defined]
+    try:
+        text = str(exc)
+    finally:
+        exc.attempts = attempts  # type: ignore[attr-defined]
+    distinct = list(dict.fromkeys(attempts))
+    if len(distinct) == 1:
+        return f"{text} (after {len(attempts)} attempts)"
+    return f"{text} (after {len(attempts)} attempts: {'; '.join(distinct)})"
+
+
 def classify(exc: BaseException) -> tuple[int, str]:
     """The exit code and the one-line ``error:`` text for an exception."""
     if isinstance(exc, CliError):
         return exc.code, str(exc)
-    if isinstance(exc, IPBannedError):
-        until = f"; banned until epoch {exc.banned_until:.0f}" if exc.banned_until else ""
-        after = f"; retry after {exc.retry_after:g} s" if exc.retry_after is not None else ""
-        return EXIT_RATE_LIMITED, f"IP banned: {exc}{after}{until}"
+    text = _describe(exc)
     if isinstance(exc, RateLimitedError):
-        after = f"; retry after {exc.retry_after:g} s" if exc.retry_after is not None else ""
-        return EXIT_RATE_LIMITED, f"rate limited: {exc}{after}"
+        when = []
+        if exc.retry_after is not None:
+            when.append(f"retry after {exc.retry_after:g} s")
+        if isinstance(exc, IPBannedError) and exc.banned_until is not None:
+            moment = datetime.fromtimestamp(exc.banned_until, tz=timezone.utc)
+            when.append(f"banned until {moment:%Y-%m-%d %H:%M:%S} UTC")
+        label = "IP banned" if isinstance(exc, IPBannedError) else "rate limited"
+        return EXIT_RATE_LIMITED, f"{label}: {text}" + (f" ({', '.join(when)})" if when else "")
     if isinstance(exc, WAFBlockedError):
-        return EXIT_RATE_LIMITED, f"blocked by Binance's firewall: {exc}"
+        return EXIT_RATE_LIMITED, f"blocked by Binance's firewall: {text}"
     if isinstance(exc, RateLimitTimeoutError):
-        return EXIT_RATE_LIMITED, f"rate limited (local limiter): {exc}"
+        return EXIT_RATE_LIMITED, f"rate limited (local limiter): {text}"
     if isinstance(exc, AuthenticationError):
-        return EXIT_AUTH, f"authentication failed: {exc}"
+        return EXIT_AUTH, f"authentication failed: {text}"
     if isinstance(exc, ServerError):
-        return EXIT_SERVER, f"server error: {exc}"
+        return EXIT_SERVER, f"server error: {text}"
     if isinstance(exc, APIError):
-        return EXIT_API_ERROR, str(exc)
+        return EXIT_API_ERROR, text
     if isinstance(exc, TransportError):
-        return EXIT_NETWORK, f"network error: {exc}"
+        return EXIT_NETWORK, f"network error: {text}"
     if isinstance(exc, DecodeError):
-        return EXIT_BAD_RESPONSE, f"bad response: {exc}"
+        return EXIT_BAD_RESPONSE, f"bad response: {text}"
     if isinstance(exc, ConfigurationError):
-        return EXIT_AUTH, f"credentials: {exc}"
+        return EXIT_AUTH, f"credentials: {text}"
     if isinstance(exc, BinanceError):
-        return EXIT_API_ERROR, str(exc)
-    return EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+        return EXIT_API_ERROR, text
+    return EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {text}"
 
 
 # --- account -------------------------------------------------------------------------------
@@ -666,9 +686,7 @@ def _client_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-async def _fetch_account(client: Any) -> tuple[AccountInfo, bytes]:
-    from .decoding import decode_account_info
-
+async def _fetch_account(client: PortfolioMarginProClient) -> tuple[AccountInfo, bytes]:
     async with client:
         # One request: the raw body feeds --json (every field Binance sent) and the typed
         # decode checks it and gives exact amounts.
@@ -677,8 +695,6 @@ async def _fetch_account(client: Any) -> tuple[AccountInfo, bytes]:
 
 
 async def _account_live(args: argparse.Namespace, secrets: _Secrets) -> tuple[AccountInfo, bytes]:
-    from .client import PortfolioMarginProClient
-
     api_secret = None
     if args.api_secret_file is not None:
         api_secret = _read_secret_file(args.api_secret_file, secrets)
@@ -716,8 +732,9 @@ async def _account_live(args: argparse.Namespace, secrets: _Secrets) -> tuple[Ac
     return await _fetch_account(client)
 
 
-async def _account_demo(args: argparse.Namespace, secrets: _Secrets, notice: str) -> Any:
-    from .client import PortfolioMarginProClient
+async def _account_demo(
+    args: argparse.Namespace, secrets: _Secrets, notice: str
+) -> tuple[AccountInfo, bytes]:
     from .testing import FakeExchange
 
     fake = FakeExchange()
