@@ -251,40 +251,32 @@ def test_account_over_uid_limit_rate_limited_exit(secret_file: Path) -> None:
     _assert_one_error_line(result.stderr, "429", "-1003", "retry after")
 
 
-def test_account_dropped_connection_network_exit(secret_file: Path) -> None:
+@pytest.mark.parametrize(
+    ("kind", "options", "code", "needle"),
+    [
+        ("drop_connection", {}, cli.EXIT_NETWORK, "network error"),
+        ("reset_mid_body", {}, cli.EXIT_NETWORK, "network error"),
+        ("server_error_json", {"status": 503}, cli.EXIT_SERVER, "503"),
+        ("html_error_page", {}, cli.EXIT_SERVER, "502"),
+        ("malformed_json", {}, cli.EXIT_BAD_RESPONSE, "bad response"),
+        ("truncated_json", {}, cli.EXIT_BAD_RESPONSE, "bad response"),
+        ("ip_banned", {}, cli.EXIT_RATE_LIMITED, "418"),
+        ("error", {"status": 400, "code": -1102}, cli.EXIT_API_ERROR, "-1102"),
+    ],
+)
+def test_account_injected_fault_maps_to_exit_code(
+    kind: str, options: dict[str, Any], code: int, needle: str, secret_file: Path
+) -> None:
     with served() as s:
-        s.call(s.fake.inject, "drop_connection", times=100, path=ACCOUNT_PATH)
+        s.call(s.fake.inject, kind, times=100, path=ACCOUNT_PATH, **options)
         result = run_cli(
             "account", "--base-url", s.base_url, "--api-key", KEY,
             "--api-secret-file", str(secret_file),
         )  # fmt: skip
 
-    assert result.returncode == cli.EXIT_NETWORK
-    _assert_one_error_line(result.stderr, "network error")
-
-
-def test_account_server_error_server_exit(secret_file: Path) -> None:
-    with served() as s:
-        s.call(s.fake.inject, "server_error_json", times=100, path=ACCOUNT_PATH, status=503)
-        result = run_cli(
-            "account", "--base-url", s.base_url, "--api-key", KEY,
-            "--api-secret-file", str(secret_file),
-        )  # fmt: skip
-
-    assert result.returncode == cli.EXIT_SERVER
-    _assert_one_error_line(result.stderr, "503")
-
-
-def test_account_malformed_json_bad_response_exit(secret_file: Path) -> None:
-    with served() as s:
-        s.call(s.fake.inject, "malformed_json", times=100, path=ACCOUNT_PATH)
-        result = run_cli(
-            "account", "--base-url", s.base_url, "--api-key", KEY,
-            "--api-secret-file", str(secret_file),
-        )  # fmt: skip
-
-    assert result.returncode == cli.EXIT_BAD_RESPONSE
-    _assert_one_error_line(result.stderr, "bad response")
+    assert result.returncode == code
+    assert result.stdout == ""
+    _assert_one_error_line(result.stderr, needle)
 
 
 def test_account_connection_refused_network_exit(secret_file: Path) -> None:
