@@ -580,13 +580,34 @@ def chart(rows: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> b
     ]
     if not panels:
         return False
+    sections = {
+        panel: [r for r in rows if (r["loop"], r["scheme"]) == panel and r["rounds"]]
+        for panel in panels
+    }
+    values = [
+        v
+        for sec in sections.values()
+        for r in sec
+        for v in (r["seq_cpu_us"], r["conc_cpu_us"])
+        if v
+    ]
     cols = 2 if len(panels) > 1 else 1
-    nrows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(7.5 * cols, 0.5 + 3.6 * nrows), squeeze=False)
+    grid_rows = [panels[i : i + cols] for i in range(0, len(panels), cols)]
+    # Each grid row is as tall as its longest panel: bars keep one thickness everywhere.
+    heights = [max(len(sections[p]) for p in row) for row in grid_rows]
+    fig, axes = plt.subplots(
+        len(grid_rows),
+        cols,
+        figsize=(7.5 * cols, 1.0 + 0.36 * sum(heights) + 0.9 * len(grid_rows)),
+        squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
-    for ax, (loop, scheme) in zip(axes.flat, panels, strict=False):
-        section = [r for r in rows if (r["loop"], r["scheme"]) == (loop, scheme) and r["rounds"]]
+    slots_of = {p: heights[i // cols] for i, p in enumerate(panels)}
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        loop, scheme = panel
+        section = sections[panel]
         labels = [r["label"].replace(" (floor)", "*") for r in section]
         ys = range(len(section))
         seq = [r["seq_cpu_us"] or 0 for r in section]
@@ -603,11 +624,12 @@ def chart(rows: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> b
             ax.text(s, y - 0.2, f" {s:,.0f}", va="center", fontsize=7)
             ax.text(k, y + 0.2, f" {k:,.0f}", va="center", fontsize=7)
         ax.set_yticks(list(ys), labels, fontsize=8)
-        ax.invert_yaxis()
+        # Same scale and bar thickness in every panel, so panels compare at a glance.
+        ax.set_ylim(slots_of[panel] - 0.5, -0.5)
         ax.set_xscale("log")
+        ax.set_xlim(min(values) / 1.5, max(values) * 3)
         ax.set_xlabel("client CPU µs per call (log scale, lower is better)", fontsize=8)
         ax.set_title(f"{loop}, {'TLS' if scheme == 'https' else 'plain HTTP'}", fontsize=10)
-        ax.margins(x=0.25)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.suptitle(
