@@ -7,6 +7,7 @@ The credentials are made up for the benchmark and only ever travel over loopback
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,3 +57,50 @@ def make_tls_material(directory: Path) -> dict[str, str]:
         for blob in server.cert_chain_pems:
             out.write(blob.bytes())
     return {name: str(path) for name, path in paths.items()}
+
+
+VERSIONED = (
+    "binance-pmpro",
+    "httpx",
+    "httptools",
+    "aiohttp",
+    "uvloop",
+    "trio",
+    "python-binance",
+    "ccxt",
+    "binance-sdk-derivatives-trading-portfolio-margin-pro",
+    "msgspec",
+    "cryptography",
+)
+
+
+def versions() -> dict[str, str]:
+    """Installed version of every library in the comparison."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in VERSIONED:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def source_state() -> str:
+    """The commit measured, and which files under src/ differed from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.splitlines()
+    except OSError:
+        return "unknown (no git)"
+    if not head:
+        return "unknown (not a git checkout)"
+    if not dirty:
+        return f"commit {head}"
+    changed = ", ".join(line[3:].removeprefix("src/binance_pmpro/") for line in dirty)
+    return f"commit {head} with uncommitted changes in src/ ({changed})"

@@ -38,7 +38,15 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import EXPECTED_UNI_MMR, RESULTS, ROOT, STATS_PATH, make_tls_material
+from benchmarks._common import (
+    EXPECTED_UNI_MMR,
+    RESULTS,
+    ROOT,
+    STATS_PATH,
+    make_tls_material,
+    source_state,
+    versions,
+)
 from benchmarks.clients import CLIENTS, SELF_CHECKS, Skip
 
 FLOORS = ("raw-aiohttp", "raw-httpx")
@@ -494,6 +502,10 @@ def markdown(
         f"stand-in on {meta['standin_loop']}. Load average before / after: "
         f"{meta['load_before']} / {meta['load_after']}.",
         "",
+        f"binance_pmpro measured at {meta['source']}. Versions: "
+        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+        + ".",
+        "",
         "CPU µs/call is the client process's CPU time (all threads) divided by calls: signing,"
         " the HTTP exchange and JSON decoding. Ratios are to the raw floors of the same round"
         " (lower is better). Conns is the number of TCP connections the client opened during"
@@ -709,6 +721,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "source": source_state(),
+        "versions": versions(),
     }
     with tempfile.TemporaryDirectory(prefix="pmpro-bench-") as tmp:
         tls = make_tls_material(Path(tmp))
