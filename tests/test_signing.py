@@ -7,6 +7,7 @@ import base64
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -419,14 +420,26 @@ def test_load_private_key_corrupt_pem_raises_clean_error() -> None:
     _assert_no_key_material(str(info.value), ED_PEM)
 
 
-def test_load_private_key_pem_body_without_header_raises_without_echoing_it() -> None:
-    # A key pasted without its BEGIN/END lines looks like a file name; the error must not
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda text: "".join(_pem_body_chunks(ED_PEM)),
+        lambda text: "\n".join(_pem_body_chunks(ED_PEM)),
+        lambda text: text.replace("BEGIN", "BOGUS"),
+        lambda text: text.replace("-----BEGIN PRIVATE KEY-----\n", ""),
+    ],
+    ids=["body-one-line", "body-lines", "mangled-begin", "no-begin-line"],
+)
+def test_load_private_key_not_pem_not_a_file_raises_without_echoing_it(
+    mangle: Callable[[str], str],
+) -> None:
+    # Key text without a proper BEGIN line is taken for a file name; the error must not
     # repeat it.
-    body = "".join(_pem_body_chunks(ED_PEM))
+    source = mangle(ED_PEM.read_text())
     with pytest.raises(ConfigurationError) as info:
-        load_private_key(body)
+        load_private_key(source)
     _assert_no_key_material(str(info.value), ED_PEM)
-    assert body not in str(info.value)
+    assert source not in str(info.value)
 
 
 @pytest.mark.parametrize("as_str", [False, True], ids=["path", "str"])

@@ -141,8 +141,9 @@ def _key_bytes(source: PrivateKeySource) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        # A path is not secret, but a string made only of base64 characters may be a key
-        # pasted without its BEGIN/END lines: never echo that.
+        # A path is not secret, but a string that is not PEM may still be key material (a
+        # key without its BEGIN line, with a mangled one, or a bare base64 body): never
+        # echo anything that could be.
         shown = "" if _may_be_key_material(source) else f" {str(path)!r}"
         raise ConfigurationError(
             f"cannot read the private key file{shown}: {exc.strerror}"
@@ -153,7 +154,9 @@ _BASE64_OR_SPACE = frozenset(string.ascii_letters + string.digits + "+/=" + stri
 
 
 def _may_be_key_material(source: PrivateKeySource) -> bool:
-    return isinstance(source, str) and set(source) <= _BASE64_OR_SPACE
+    if not isinstance(source, str):
+        return False  # an os.PathLike is a path by construction
+    return "\n" in source or "-----" in source or set(source) <= _BASE64_OR_SPACE
 
 
 def load_private_key(
