@@ -9,6 +9,8 @@ Portfolio Margin Pro API.
         info.account_status   # AccountStatus.NORMAL
 """
 
+import logging as _logging
+
 from .client import PortfolioMarginProClient
 from .decoding import decode_account_info
 from .errors import (
@@ -44,6 +46,9 @@ from .retry import NO_RETRY, RetryPolicy
 from .transport import Timeouts
 
 __version__ = "0.1.0"
+
+# Library etiquette: our warnings reach the application's handlers, or nowhere.
+_logging.getLogger("binance_pmpro").addHandler(_logging.NullHandler())
 
 __all__ = [
     "NO_RETRY",

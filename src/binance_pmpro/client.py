@@ -185,11 +185,19 @@ class PortfolioMarginProClient:
         return info
 
     async def account_info_raw(
-        self, *, recv_window: int | None = None, call_timeout: float | None = None
+        self,
+        *,
+        recv_window: int | None = None,
+        max_wait: float | None = None,
+        call_timeout: float | None = None,
     ) -> bytes:
         """The undecoded response body of :meth:`account_info` (errors still raise)."""
         response = await self._send(
-            ACCOUNT_INFO, {}, recv_window=recv_window, max_wait=None, call_timeout=call_timeout
+            ACCOUNT_INFO,
+            {},
+            recv_window=recv_window,
+            max_wait=max_wait,
+            call_timeout=call_timeout,
         )
         return response.body
 

@@ -91,8 +91,20 @@ class BinanceError(Exception):
     def __str__(self) -> str:
         text = super().__str__()
         if len(self.attempts) > 1:
-            text = f"{text} [{len(self.attempts)} attempts: {'; '.join(self.attempts)}]"
+            text = f"{text} [{len(self.attempts)} attempts: {_summarise(self.attempts)}]"
         return text
+
+
+def _summarise(reasons: tuple[str, ...]) -> str:
+    """Join attempt reasons, folding runs of the same reason into one ``(xN)`` entry."""
+    parts: list[str] = []
+    run = 0
+    for i, reason in enumerate(reasons):
+        run += 1
+        if i + 1 == len(reasons) or reasons[i + 1] != reason:
+            parts.append(reason if run == 1 else f"{reason} (x{run})")
+            run = 0
+    return "; ".join(parts)
 
 
 class OutcomeUnknownError(BinanceError):

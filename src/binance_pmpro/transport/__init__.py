@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
+from ..errors import ConfigurationError
 from ..requests import PreparedRequest
 
 __all__ = ["Response", "Timeouts", "Transport"]
@@ -49,7 +50,7 @@ class Timeouts:
         if value is None:
             return cls(None, None, None, None)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ValueError(f"timeout must be a positive number of seconds, not {value!r}")
+            raise ConfigurationError(f"timeout must be a positive number of seconds, not {value!r}")
         return cls(float(value), float(value), float(value), float(value))
 
 
