@@ -590,6 +590,17 @@ def test_over_limit_answers_429_with_retry_after_to_minute_end(charge: bool) -> 
     assert account_call(fake, now=MINUTE_START + 60_000).status == 200
 
 
+def test_short_window_counts_and_resets_per_window() -> None:
+    fake = FakeExchange(uid_limit=10, window_ms=10_000)
+    start = MINUTE_START + 20_000  # a 10 s window starts here
+    assert [account_call(fake, now=start + i).status for i in range(3)] == [200, 200, 429]
+    assert account_call(fake, now=start + 2000).header("Retry-After") == "8"
+    assert used(account_call(fake, now=start + 10_000)) == 5
+    assert [u.window_start_ms for u in fake.ledger] == [start, start + 10_000]
+    with pytest.raises(ValueError, match="window_ms"):
+        FakeExchange(window_ms=0)
+
+
 def test_retry_after_is_rounded_up_to_whole_seconds() -> None:
     fake = FakeExchange(uid_limit=5)
     now = MINUTE_START + 58_500

@@ -197,9 +197,9 @@ class WindowUsage:
 
     key: WeightKey
     window_start_ms: int
-    """Start of the minute on the server's clock (a multiple of 60,000)."""
+    """Start of the window on the server's clock (a multiple of the window length)."""
     limit: int
-    """The budget's current limit per minute."""
+    """The budget's current limit per window."""
     weight: int
     """Weight counted, as the used-weight header reports it (429'd requests included when
     the exchange charges them)."""
@@ -492,6 +492,9 @@ class FakeExchange:
       over-limit request bans it (418); None never bans.
     - ``ban_seconds``: length of an IP's first ban; each further ban doubles it (3 days
       at most).
+    - ``window_ms``: length of the counting window (Binance: one minute). Shorter windows
+      let real-time tests see several windows quickly; limits then apply per window and the
+      headers keep their ``-1M`` names.
 
     Not thread-safe: use it from one event loop thread.
     """
@@ -509,8 +512,11 @@ class FakeExchange:
         charge_rate_limited: bool = True,
         ban_after: int | None = 10,
         ban_seconds: float = 120.0,
+        window_ms: int = MINUTE_MS,
         max_records: int = 100_000,
     ) -> None:
+        if isinstance(window_ms, bool) or not isinstance(window_ms, int) or window_ms <= 0:
+            raise ValueError(f"window_ms must be a positive int, not {window_ms!r}")
         self.uid_limit = uid_limit
         self.ip_limit = ip_limit
         self.api_limit = api_limit
@@ -521,6 +527,8 @@ class FakeExchange:
         self.charge_rate_limited = charge_rate_limited
         self.ban_after = ban_after
         self.ban_seconds = ban_seconds
+        self.window_ms = window_ms
+        """Length of a counting window in ms (60,000 like Binance unless told otherwise)."""
         self.max_records = max_records
         self.requests: list[RequestRecord] = []
         """Every request seen, oldest first (the oldest are dropped past ``max_records``)."""
@@ -699,7 +707,7 @@ class FakeExchange:
         minute containing ``at_ms`` (default: now) — what the used-weight header says."""
         key = self.weight_key(path, account=account, ip=ip)
         at = self.now_ms() if at_ms is None else math.floor(at_ms)
-        usage = self._usage.get((key, at - at % MINUTE_MS))
+        usage = self._usage.get((key, at - at % self.window_ms))
         return usage.weight if usage is not None else 0
 
     @property
@@ -962,7 +970,7 @@ class FakeExchange:
     ) -> tuple[_Answer | None, int, list[tuple[str, str]]]:
         """Count ``weight`` on ``key`` in the current minute: ``(refusal or None, weight
         charged, used-weight headers)``."""
-        window = now - now % MINUTE_MS
+        window = now - now % self.window_ms
         usage = self._usage.get((key, window))
         if usage is None:
             usage = self._usage[key, window] = _Usage()
@@ -994,7 +1002,7 @@ class FakeExchange:
             return self._banned(state.banned_until_ms, now)
         state.strikes += 1
         answer = _error(429, -1003, _MSG_TOO_MUCH.format(limit=limit))
-        answer.headers = [("Retry-After", str(_seconds_until(window + MINUTE_MS, now)))]
+        answer.headers = [("Retry-After", str(_seconds_until(window + self.window_ms, now)))]
         return answer
 
     def _banned(self, until: int, now: int) -> _Answer:
@@ -1016,7 +1024,7 @@ class FakeExchange:
         if kind is FaultKind.TIMESTAMP_ERROR:
             return _error(400, -1021, "Timestamp for this request is outside of the recvWindow.")
         if kind is FaultKind.RATE_LIMITED:
-            window_end = now - now % MINUTE_MS + MINUTE_MS
+            window_end = now - now % self.window_ms + self.window_ms
             retry_after = options["retry_after"]
             answer = _error(429, -1003, _MSG_TOO_MUCH.format(limit=self.uid_limit))
             wait = _seconds_until(window_end, now) if retry_after is None else retry_after
