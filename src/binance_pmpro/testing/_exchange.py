@@ -11,11 +11,16 @@ Choices where Binance's behaviour is not documented (each can be changed per ins
 - A request answered 429 still counts toward its window (``charge_rate_limited=True``):
   Binance charges failed requests on the spot API, and a client that keeps hammering a full
   window should see the counter keep growing.
-- An IP that receives more than ``ban_after`` 429 answers within one server minute is
-  banned: its next over-limit request and every request until the ban ends get 418. Bans
-  last 2 minutes and double for each further ban of the same IP, up to 3 days.
+- An IP that has been answered 429 ``ban_after`` times within one window and sends yet
+  another over-limit request is banned: that request and every request of the IP until
+  the ban ends get 418. Bans last 2 minutes and double for each further ban of the same IP,
+  up to 3 days. Banned requests are not charged.
 - Requests with an unknown or missing API key are not charged to any UID budget (Binance
-  cannot know the account); IP budgets are charged regardless.
+  cannot know the account); IP budgets are charged regardless. Every other request that
+  reaches its budget is charged, whatever the answer (-1021, -1022, ...).
+- Faults that replace the answer (5xx, HTML page, dropped connection, ...) are not charged;
+  faults that spoil delivery (slow, truncated, reset, ...) are, since the exchange did the
+  work.
 """
 
 from __future__ import annotations
