@@ -1,21 +1,41 @@
 """Request-weight budgets: a pure, clock-free core and the async limiter that waits on it.
 
 Binance counts weight per (account, endpoint) for UID-limited ``/sapi`` endpoints and per
-(IP, endpoint) for IP-limited ones, per minute. The core here keeps a log of grants and
-never lets more than the limit be granted inside *any* interval of one window (60 s), so
-no fixed calendar minute and no rolling minute can see more than the limit from us. A
-permit whose request never left the process is refunded.
+(IP, endpoint) for IP-limited ones, per minute of *its* clock, and reports the running
+count in a response header. Going over gives 429; ignoring 429s gives 418, an IP ban.
 
-Time in the core is integer nanoseconds passed in by the caller; the async layer reads the
+Each budget here runs three checks, all evaluated in one synchronous step:
+
+1. a **pacer** (GCRA: a token bucket kept as one number) whose rate and burst are chosen so
+   that no interval of ``window + arrival_spread`` receives more than the effective limit
+   (limit minus headroom). That holds for fixed calendar minutes at any phase and for
+   rolling minutes alike, without knowing the server's clock, and it spreads the weight
+   through the window instead of spending it at once;
+2. a **log** of grants over the same span: an exact hard cap that also covers requests
+   heavier than the pacer's burst;
+3. a **server guard** fed by the used-weight headers, for weight this process cannot see
+   (other processes, other tools on the account). With a known offset to the server's clock
+   it is a ledger per server minute (own charges + foreign "excess", reconciled with an
+   order-independent max rule); without one it bounds the current window from the most
+   recently sent response.
+
+A 429 pauses every caller of the budget until ``Retry-After`` (or the end of the server
+minute); the pause ends paced, without a burst. A 418 bans the IP: every budget of that IP
+group raises :class:`~binance_pmpro.errors.IPBannedError` at once until the ban ends.
+
+Time in the core is integer nanoseconds passed in by the caller. The async layer reads the
 event loop's clock (``anyio.current_time()``), so trio's MockClock and other virtual clocks
-drive it in tests.
+drive it in tests, and it only waits: strict FIFO per priority class, cancellation-safe
+(a cancelled waiter consumes nothing, a granted permit is never lost).
 """
 
 from __future__ import annotations
 
+import enum
 import math
+import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -23,19 +43,25 @@ import anyio
 import anyio.lowlevel
 
 from .endpoints import USED_WEIGHT_HEADERS, Budget
-from .errors import RateLimitTimeoutError, TransportError, parse_retry_after
+from .errors import IPBannedError, RateLimitTimeoutError, TransportError, parse_retry_after
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "BudgetCore",
     "BudgetKey",
     "BudgetSnapshot",
+    "Grant",
+    "IPGroupState",
     "Permit",
+    "Priority",
     "RateLimiter",
-    "WindowBudget",
+    "ServerOffset",
 ]
 
 NS = 1_000_000_000
 WINDOW_NS = 60 * NS
+DEFAULT_BAN_NS = 120 * NS
+"""Ban assumed after a 418 without ``Retry-After``: Binance's shortest ban is 2 minutes."""
 
 DEFAULT_LIMITS: Mapping[Budget, int] = {
     Budget.SAPI_UID: 180_000,
@@ -44,6 +70,18 @@ DEFAULT_LIMITS: Mapping[Budget, int] = {
 }
 """Binance's documented weight per minute for each budget kind."""
 
+_PPM = 1_000_000
+# Added to every timed wait: float clocks can land a hair before an integer deadline, and a
+# head that wakes 1 ns early would otherwise spin on zero-length sleeps.
+_WAKE_SLACK = 1e-6
+
+
+class Priority(enum.IntEnum):
+    """Priority class of a waiter; FIFO within a class, HIGH served before NORMAL."""
+
+    HIGH = 0
+    NORMAL = 1
+
 
 @dataclass(frozen=True, slots=True)
 class BudgetKey:
@@ -51,11 +89,22 @@ class BudgetKey:
 
     ``owner`` is the account id (or a digest of the API key, never the key) for UID budgets,
     the IP group for IP budgets; ``endpoint`` is the path ("" for the shared ``/api`` budget).
+    ``ip_group`` names the egress IP a UID budget's requests leave from (a 418 bans every
+    budget of the group); by default an IP budget's group is its owner, a UID budget's is
+    ``"default"``.
     """
 
     kind: Budget
     owner: str
     endpoint: str
+    ip_group: str | None = None
+
+    @property
+    def group(self) -> str:
+        """The IP group whose 418 ban stops this budget."""
+        if self.ip_group is not None:
+            return self.ip_group
+        return "default" if self.kind is Budget.SAPI_UID else self.owner
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,145 +113,674 @@ class BudgetSnapshot:
 
     key: BudgetKey
     limit: int
-    """Weight allowed per window."""
+    """Weight the server allows per window, as currently believed (lowered by a 429 that
+    showed a lower ceiling)."""
     used: int
-    """Weight granted by this limiter within the last window."""
+    """Weight counted against the current window, as far as this limiter knows: its own
+    grants plus weight reported by the server beyond them."""
     remaining: int
+    """``effective_limit - used``, never below 0."""
     waiting: int
     """Callers queued for this budget."""
     paused_for: float
-    """Seconds until a 429/418 pause ends (0 when not paused)."""
+    """Seconds until a 429 pause or 418 ban ends (0 when neither)."""
     server_used: int | None
     """The last used-weight figure Binance reported for this budget, if any."""
+    effective_limit: int = 0
+    """The limit minus headroom: what the limiter lets through per window."""
+    in_flight: int = 0
+    """Permits granted and not yet finished."""
+    banned: bool = False
+    """Whether the budget's IP group is under a 418 ban."""
 
 
-class WindowBudget:
-    """Pure weight accounting for one budget: a log of grants over the last window.
+# --------------------------------------------------------------------------------------------
+# Pure core: integer nanoseconds in, decisions out. No clock, no I/O, no awaiting.
+# --------------------------------------------------------------------------------------------
 
-    Invariant: for every grant at time ``t``, the weight granted in ``(t - window, t]`` is at
-    most ``limit``; hence every interval of length ``window`` holds at most ``limit``.
+
+class ServerOffset:
+    """What is known about the server's clock: ``server_ns = local_ns + offset`` within
+    ``error`` ns at ``set_at``; the error grows by ``drift_ppm`` afterwards. Shared by every
+    budget of a limiter."""
+
+    __slots__ = ("drift_ppm", "error", "offset", "set_at")
+
+    def __init__(self, drift_ppm: int = 100) -> None:
+        self.offset: int | None = None
+        self.error = 0
+        self.set_at = 0
+        self.drift_ppm = drift_ppm
+
+    def set(self, offset_ns: int, error_ns: int, now: int) -> None:
+        """Adopt a measured offset (server time minus local time) and its error bound."""
+        if error_ns < 0:
+            raise ValueError("the error bound must be >= 0")
+        self.offset = int(offset_ns)
+        self.error = int(error_ns)
+        self.set_at = now
+
+    def clear(self) -> None:
+        """Forget the offset (back to the mode that needs none)."""
+        self.offset = None
+
+    def eps(self, now: int) -> int:
+        """The error bound at ``now``, drift included."""
+        return self.error + abs(now - self.set_at) * self.drift_ppm // _PPM
+
+
+class IPGroupState:
+    """A 418 ban shared by every budget leaving from one egress IP."""
+
+    __slots__ = ("banned_until", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.banned_until = 0
+
+    def banned(self, now: int) -> bool:
+        """Whether the ban is still running at ``now``."""
+        return now < self.banned_until
+
+
+class _Window:
+    """Ledger of one server minute."""
+
+    __slots__ = ("charged", "done", "excess", "foreign")
+
+    def __init__(self) -> None:
+        self.charged = 0  # own weight that may land in this window (in flight included)
+        self.done = 0  # own weight the server's header proved it counted here
+        self.excess = 0  # reported usage not explained by own weight known to be included
+        self.foreign = 0  # lower bound of others' weight here (drives the foreign forecast)
+
+
+_GRANTED, _SENT, _FINISHED, _REFUNDED = 0, 1, 2, 3
+
+
+class Grant:
+    """One grant of the pure core: the record a :class:`Permit` carries."""
+
+    __slots__ = (
+        "entry",
+        "fin_snap",
+        "granted_at",
+        "sent_at",
+        "seq",
+        "snap",
+        "state",
+        "weight",
+        "windows",
+    )
+
+    def __init__(self, weight: int, now: int, seq: int, entry: list[int]) -> None:
+        self.weight = weight
+        self.granted_at = now
+        self.sent_at = now
+        self.seq = seq
+        self.entry = entry  # this grant's cell in the log: [time, weight]
+        self.windows: tuple[int, ...] = ()  # server minutes charged with this grant
+        self.snap: tuple[int, ...] = ()  # each window's ``done`` when the request left
+        self.fin_snap = 0  # finished weight when the request left
+        self.state = _GRANTED
+
+    @property
+    def open(self) -> bool:
+        """Granted and neither finished nor refunded."""
+        return self.state < _FINISHED
+
+
+class BudgetCore:
+    """Pure weight accounting for one budget. Every method takes ``now`` (integer ns of the
+    local monotonic clock) and never reads a clock itself.
+
+    Use: ``ready_at(now, w) <= now`` → ``grant(now, w)``; then ``mark_sent``, and
+    ``on_response`` / ``finish`` / ``refund``. A denial changes nothing.
     """
 
-    __slots__ = ("_log", "_used", "blocked_until", "limit", "server_used", "window")
-
-    def __init__(self, limit: int, window_ns: int = WINDOW_NS) -> None:
+    def __init__(
+        self,
+        limit: int,
+        *,
+        window_ns: int = WINDOW_NS,
+        spread_ns: int = NS,
+        headroom: float = 0.01,
+        burst: float = 0.005,
+        probe: bool = True,
+        probe_timeout_ns: int = 5 * NS,
+        offset: ServerOffset | None = None,
+        group: IPGroupState | None = None,
+    ) -> None:
         if limit <= 0:
             raise ValueError("limit must be positive")
+        if not 0.01 <= headroom < 0.5:
+            raise ValueError("headroom must be in [0.01, 0.5): at least 1% stays unused")
+        if not 0 <= burst < 0.5:
+            raise ValueError("burst must be in [0, 0.5)")
+        if window_ns <= 0 or spread_ns < 0:
+            raise ValueError("window must be positive and spread >= 0")
         self.limit = limit
+        self.ceiling = limit  # the server's limit as believed now (a 429 can lower it)
         self.window = window_ns
-        self._log: deque[list[int]] = deque()  # [grant time ns, weight], oldest first
-        self._used = 0
-        self.blocked_until = 0
+        self.spread = spread_ns
+        self.span = window_ns + spread_ns
+        self.headroom_ppm = round(headroom * _PPM)
+        self.burst_ppm = round(burst * _PPM)
+        self.probe = probe
+        self.probe_timeout = probe_timeout_ns
+        self.clock = offset if offset is not None else ServerOffset()
+        self.group = group if group is not None else IPGroupState("default")
+        # Pacer state: ``tat`` in units of ns * ``_den`` so that one unit of weight costs
+        # exactly ``span`` units: integer arithmetic, no rounding drift.
+        self.effective = 0
+        self.burst = 0
+        self._den = 1
+        self._tat = 0
+        self._foreign_rate = 0  # forecast of others' weight per window
+        self._set_ceiling(limit)
+        self._log: deque[list[int]] = deque()
+        self._log_sum = 0
+        self._windows: dict[int, _Window] = {}
+        self._low_window = 0
+        self.paused_until = 0
         self.server_used: int | None = None
+        # Offset-free guard: the latest-sent response with a header.
+        self._pf_value: int | None = None
+        self._pf_sent = 0
+        self._pf_received = 0
+        self.granted_cum = 0  # weight granted, refunds deducted
+        self.finished_cum = 0  # weight of permits finished (response or gave up)
+        self.outstanding = 0
+        self._seq = 0
+        self._last_grant_at = 0
+        self._last_response_at: int | None = None
+
+    # --- configuration ----------------------------------------------------------------
+
+    def _set_ceiling(self, ceiling: int) -> None:
+        self.ceiling = ceiling
+        self.effective = max(1, ceiling * (_PPM - self.headroom_ppm) // _PPM)
+        self.burst = max(1, self.effective * self.burst_ppm // _PPM)
+        self._retune()
+
+    def _retune(self) -> None:
+        """Set the pacing rate: ``effective - burst - foreign`` weight per span."""
+        den = max(self.effective - self.burst - self._foreign_rate, self.effective // 10, 1)
+        if den != self._den:
+            # Keep the theoretical arrival time (in ns) where it is, rounding up.
+            self._tat = -(-self._tat * den // self._den)
+            self._den = den
+
+    @property
+    def rate(self) -> float:
+        """Pacing rate in weight per second (for reports)."""
+        return self._den * NS / self.span
+
+    def check_weight(self, weight: int) -> None:
+        """Raise ValueError for a weight this budget can never grant."""
+        if weight <= 0:
+            raise ValueError("weight must be positive")
+        if weight > self.effective:
+            raise ValueError(
+                f"weight {weight} exceeds the budget's effective limit {self.effective}"
+            )
+
+    # --- the decision -------------------------------------------------------------------
+
+    def ready_at(self, now: int, weight: int) -> int:
+        """The earliest local time (>= ``now``) at which ``weight`` could be granted if
+        nothing else changed. ``<= now`` means: grant now. Pure apart from expiring old
+        log entries."""
+        ready = max(now, self.paused_until, self.group.banned_until)
+        # Pacer (GCRA). A weight above the burst needs the bucket empty of debt.
+        tol = self.burst if weight <= self.burst else weight
+        need = self._tat + (weight - tol) * self.span
+        pacer = -(-need // self._den)
+        if pacer > ready:
+            ready = pacer
+        # Hard cap over the span.
+        self._expire(now)
+        if self._log_sum + weight > self.effective:
+            ready = max(ready, self._log_ready(weight))
+        # Server guard.
+        offset = self.clock.offset
+        eps = self.clock.eps(now) if offset is not None else 0
+        if offset is not None and eps * 10 <= self.window:
+            ready = max(ready, self._ledger_ready(now, weight, offset, eps))
+        elif (
+            self._pf_value is not None
+            and now < self._pf_received + self.window
+            and self._pf_value + self.granted_cum + weight > self.effective
+        ):
+            # No clock alignment: the latest-sent response bounds the window it landed in
+            # (its count plus everything of ours it may not include) until that window is
+            # surely over.
+            ready = max(ready, self._pf_received + self.window)
+        # Cold start (or after an idle window): one request at a time until the server has
+        # told us how much of the window others already used.
+        if self.probe and self.outstanding and self._cold(now):
+            ready = max(ready, self._last_grant_at + self.probe_timeout)
+        return ready
+
+    def _cold(self, now: int) -> bool:
+        last = self._last_response_at
+        return last is None or now - last > self.window
 
     def _expire(self, now: int) -> None:
         log = self._log
-        horizon = now - self.window
-        while log and log[0][0] <= horizon:
-            self._used -= log.popleft()[1]
+        horizon = now - self.span
+        while log and log[0][0] < horizon:
+            self._log_sum -= log.popleft()[1]
 
-    def used(self, now: int) -> int:
-        """Weight granted in ``(now - window, now]``."""
-        self._expire(now)
-        return self._used
+    def _log_ready(self, weight: int) -> int:
+        need = self._log_sum + weight - self.effective
+        freed = 0
+        for stamp, w in self._log:
+            freed += w
+            if freed >= need:
+                return stamp + self.span + 1
+        return 0  # unreachable: weight <= effective
 
-    def wait_ns(self, weight: int, now: int) -> int:
-        """Nanoseconds until ``weight`` can be granted (0 = now)."""
-        if weight > self.limit:
-            raise ValueError(f"weight {weight} exceeds the budget's limit {self.limit}")
-        self._expire(now)
-        wait = max(0, self.blocked_until - now)
-        excess = self._used + weight - self.limit
-        if excess > 0:
-            # Walk the log until enough weight will have expired.
-            freed = 0
-            for stamp, w in self._log:
-                freed += w
-                if freed >= excess:
-                    wait = max(wait, stamp + self.window - now + 1)
-                    break
-        return wait
+    def _arrival_windows(self, now: int, offset: int, eps: int) -> range:
+        w = self.window
+        return range((now + offset - eps) // w, (now + offset + eps + self.spread) // w + 1)
 
-    def grant(self, weight: int, now: int) -> list[int]:
-        """Record a grant; the returned entry identifies it for :meth:`refund`."""
+    def _ledger_ready(self, now: int, weight: int, offset: int, eps: int) -> int:
+        ready = now
+        w = self.window
+        eff = self.effective
+        for k in self._arrival_windows(now, offset, eps):
+            win = self._windows.get(k)
+            if win is None:
+                continue
+            used = win.charged + win.excess
+            exit_at = (k + 1) * w - offset + eps  # from here on no arrival can fall in k
+            if used + weight > eff:
+                ready = max(ready, exit_at)
+                continue
+            foreign = self._forecast(k)
+            if foreign:
+                # Keep room for the others' weight still to come in this window, so that
+                # the window is shared out evenly rather than filled early by us.
+                elapsed = min(max(now + offset - eps - k * w, 0), w)
+                if used + weight + -(-foreign * (w - elapsed) // w) > eff:
+                    free = eff - used - weight
+                    ready = max(ready, min(exit_at, k * w + w - free * w // foreign - offset + eps))
+        return ready
+
+    def _forecast(self, k: int) -> int:
+        win = self._windows.get(k)
+        prev = self._windows.get(k - 1)
+        return max(win.foreign if win else 0, prev.foreign if prev else 0)
+
+    def estimate_ready(self, now: int, weight: int, ahead: int) -> int:
+        """A lower bound of when ``weight`` is granted behind ``ahead`` queued weight: the
+        pacer's time for both, and any pause. Used to refuse a ``max_wait`` early."""
+        tol = self.burst if weight <= self.burst else weight
+        base = max(self._tat, now * self._den)
+        pacer = -(-(base + (ahead + weight - tol) * self.span) // self._den)
+        return max(now, pacer, self.paused_until, self.group.banned_until)
+
+    def grant(self, now: int, weight: int) -> Grant:
+        """Commit a grant (the caller checked ``ready_at(now, weight) <= now``)."""
+        self._tat = max(self._tat, now * self._den) + weight * self.span
         entry = [now, weight]
         self._log.append(entry)
-        self._used += weight
-        return entry
+        self._log_sum += weight
+        self._seq += 1
+        g = Grant(weight, now, self._seq, entry)
+        offset = self.clock.offset
+        if offset is not None:
+            ks = self._arrival_windows(now, offset, self.clock.eps(now))
+            g.windows = tuple(ks)
+            windows = self._windows
+            for k in ks:
+                win = windows.get(k)
+                if win is None:
+                    win = windows[k] = _Window()
+                    self._collect(k)
+                win.charged += weight
+        self.granted_cum += weight
+        self.outstanding += 1
+        self._last_grant_at = now
+        return g
 
-    def refund(self, entry: list[int]) -> None:
-        """Undo a grant whose request never left the process. Idempotent."""
-        if entry[1] and entry in self._log:
-            self._used -= entry[1]
-            self._log.remove(entry)
-        entry[1] = 0
+    def _collect(self, k: int) -> None:
+        # Windows two minutes old can no longer receive anything of ours.
+        if k - 2 > self._low_window:
+            self._low_window = k - 2
+            for old in [j for j in self._windows if j < k - 2]:
+                del self._windows[old]
+
+    def try_grant(self, now: int, weight: int) -> Grant | None:
+        """``grant`` if ready now, else None (and nothing changes)."""
+        if self.ready_at(now, weight) <= now:
+            return self.grant(now, weight)
+        return None
+
+    # --- after the grant ----------------------------------------------------------------
+
+    def mark_sent(self, g: Grant, now: int) -> None:
+        """The request is leaving now: no refund from here on (unless provably unsent)."""
+        if g.state != _GRANTED:
+            return
+        g.state = _SENT
+        g.sent_at = now
+        g.fin_snap = self.finished_cum
+        windows = self._windows
+        g.snap = tuple(windows[k].done if k in windows else 0 for k in g.windows)
+
+    def refund(self, g: Grant, now: int) -> bool:
+        """Undo a grant whose request never reached the server. Idempotent; False when
+        there was nothing to undo."""
+        if not g.open:
+            return False
+        g.state = _REFUNDED
+        w = g.weight
+        if g.entry[1]:
+            g.entry[1] = 0
+            if self._log and self._log[0][0] <= g.entry[0]:
+                self._log_sum -= w
+        for k in g.windows:
+            win = self._windows.get(k)
+            if win is not None:
+                win.charged -= w
+        if g.seq == self._seq:
+            # The pacer's state is exact to undo only for the latest grant; an older one
+            # stays spent in the pacer (the log and ledger are refunded exactly).
+            self._tat -= w * self.span
+            if self.paused_until > now:
+                self.pause(self.paused_until)
+        self.granted_cum -= w
+        self.outstanding -= 1
+        return True
+
+    def finish(self, g: Grant, now: int) -> bool:
+        """The permit ended after being sent, without (more) news from the server."""
+        if not g.open:
+            return False
+        g.state = _FINISHED
+        self.finished_cum += g.weight
+        self.outstanding -= 1
+        return True
+
+    def on_response(
+        self,
+        g: Grant,
+        now: int,
+        status: int,
+        used: int | None,
+        retry_after_ns: int | None = None,
+    ) -> int | None:
+        """Learn from the server's answer to ``g``'s request.
+
+        ``used`` is the used-weight header of this budget (None when absent). Returns the
+        local time a 418 ban ends (the caller spreads it over the IP group), else None.
+        """
+        if g.state == _REFUNDED or g.state == _FINISHED:
+            return None
+        if g.state == _GRANTED:
+            self.mark_sent(g, g.granted_at)
+        w = g.weight
+        sent = g.sent_at
+        self._last_response_at = now
+        offset = self.clock.offset
+        counted = status not in (418, 429)  # a rejected request may not have been counted
+        k_single: int | None = None
+        if offset is not None:
+            eps = self.clock.eps(now)
+            k_single = self._attribute(g, sent, now, offset, eps)
+            if counted and used is not None and k_single is not None:
+                win = self._windows[k_single]
+                idx = g.windows.index(k_single)
+                # The order-independent max rule: whatever the server counted beyond our
+                # own weight known to be in its count (responses received before we sent,
+                # and this request) is others' usage, or ours still in flight.
+                snap = g.snap[idx] if idx < len(g.snap) else 0
+                win.excess = max(win.excess, used - snap - w)
+                win.done += w
+                foreign = used - win.charged  # everything of ours could be in there
+                if foreign > win.foreign:
+                    win.foreign = foreign
+                    self._update_forecast(k_single)
+        if used is not None and counted and sent >= self._pf_sent:
+            self._pf_sent = sent
+            self._pf_received = now
+            self._pf_value = used - g.fin_snap - w
+        if used is not None and (sent >= self._pf_sent or self.server_used is None):
+            self.server_used = used
+        self.finish(g, now)
+        if status == 429:
+            self._on_429(now, used, w, retry_after_ns, k_single)
+        elif status == 418:
+            until = now + (retry_after_ns if retry_after_ns is not None else DEFAULT_BAN_NS)
+            self.group.banned_until = max(self.group.banned_until, until)
+            self.pause(until)
+            return until
+        return None
+
+    def _attribute(self, g: Grant, sent: int, now: int, offset: int, eps: int) -> int | None:
+        """Posterior attribution: the server handled the request between send and receive.
+        Release the charge on windows it cannot have landed in, charge any it may have
+        landed in but was not charged to; return the window when only one is possible."""
+        w = self.window
+        lo = (sent + offset - eps) // w
+        hi = (now + offset + eps) // w
+        windows = self._windows
+        old = g.windows
+        if old and lo >= old[0] and hi <= old[-1] and lo == hi:
+            for k in old:
+                if k != lo and k in windows:
+                    windows[k].charged -= g.weight
+            if len(old) > 1:
+                g.snap = (g.snap[old.index(lo)],) if g.snap else ()
+                g.windows = (lo,)
+            return lo
+        # The arrival interval is not inside what was charged (a late answer, or the offset
+        # changed since the grant): charge the possible windows that were not.
+        keep = range(lo, hi + 1)
+        for k in old:
+            if k not in keep and k in windows:
+                windows[k].charged -= g.weight
+        snaps = dict(zip(old, g.snap, strict=False))
+        for k in keep:
+            if k not in old:
+                win = windows.get(k)
+                if win is None:
+                    win = windows[k] = _Window()
+                win.charged += g.weight
+        g.windows = tuple(keep)
+        g.snap = tuple(snaps.get(k, 0) for k in keep)
+        return lo if lo == hi else None
+
+    def _update_forecast(self, k: int) -> None:
+        forecast = self._forecast(k)
+        if forecast != self._foreign_rate:
+            self._foreign_rate = forecast
+            self._retune()
+
+    def _on_429(
+        self, now: int, used: int | None, weight: int, retry_after_ns: int | None, k: int | None
+    ) -> None:
+        offset = self.clock.offset
+        if retry_after_ns is not None:
+            until = now + retry_after_ns
+        elif offset is not None:
+            # Until the server's minute is surely over.
+            eps = self.clock.eps(now)
+            until = ((now + offset + eps) // self.window + 1) * self.window - offset + eps
+        else:
+            until = now + self.window
+        if k is not None:
+            self._windows[k].excess = max(self._windows[k].excess, self.effective)
+        if used is not None and used - weight >= self.limit // 2:
+            # The server refused at ``used``: its real ceiling is no higher than that (the
+            # refused request's own weight may or may not be in the figure). A refusal far
+            # below the configured limit is more likely some other limit: only pause then.
+            learned = used - weight
+            if learned < self.ceiling:
+                self._set_ceiling(learned)
+        self.pause(until)
 
     def pause(self, until: int) -> None:
-        """Grant nothing before ``until`` (a 429's or 418's ``Retry-After``)."""
-        self.blocked_until = max(self.blocked_until, until)
+        """Grant nothing before ``until``; resume at the pacing rate, without a burst."""
+        if until > self.paused_until:
+            self.paused_until = until
+        # With the theoretical arrival time a full burst past the pause, the first grant
+        # after it waits for its own weight: the queue drains at the paced rate.
+        floor = until * self._den + self.burst * self.span
+        if self._tat < floor:
+            self._tat = floor
+
+    def set_offset(self, offset_ns: int, error_ns: int, now: int) -> None:
+        """Adopt a new estimate of the server clock (shared with the other budgets)."""
+        self.clock.set(offset_ns, error_ns, now)
+
+    # --- introspection ------------------------------------------------------------------
+
+    def used(self, now: int) -> int:
+        """Weight counted against the server's current window as far as known."""
+        offset = self.clock.offset
+        if offset is not None:
+            win = self._windows.get((now + offset) // self.window)
+            return win.charged + win.excess if win else 0
+        own = sum(w for stamp, w in self._log if stamp > now - self.window)
+        if self._pf_value is not None and now < self._pf_received + self.window:
+            return max(own, self._pf_value + self.granted_cum)
+        return own
+
+    def window_state(self, k: int) -> tuple[int, int, int] | None:
+        """``(charged, done, excess)`` of server minute ``k`` (tests and debugging)."""
+        win = self._windows.get(k)
+        return (win.charged, win.done, win.excess) if win else None
+
+    def windows_of(self, g: Grant) -> tuple[int, ...]:
+        """The server minutes ``g`` is currently charged to."""
+        return g.windows
+
+    @property
+    def log_weight(self) -> int:
+        """Own weight in the log (granted within the last span, refunds deducted)."""
+        return self._log_sum
+
+
+# --------------------------------------------------------------------------------------------
+# Async layer: waits on the core; never does arithmetic of its own.
+# --------------------------------------------------------------------------------------------
 
 
 class _Waiter:
-    __slots__ = ("event", "weight")
+    __slots__ = ("event", "priority", "weight")
 
-    def __init__(self, weight: int) -> None:
+    def __init__(self, weight: int, priority: int) -> None:
         self.weight = weight
-        self.event = anyio.Event()
+        self.priority = priority
+        self.event: anyio.Event | None = None
 
 
 class _Budget:
-    """A :class:`WindowBudget` plus its FIFO queue of waiting tasks."""
+    """A :class:`BudgetCore` plus its queues of waiting tasks (one per priority class)."""
 
-    __slots__ = ("changed", "core", "key", "waiters")
+    __slots__ = ("core", "key", "queued", "queues")
 
-    def __init__(self, key: BudgetKey, limit: int, window_ns: int) -> None:
+    def __init__(self, key: BudgetKey, core: BudgetCore) -> None:
         self.key = key
-        self.core = WindowBudget(limit, window_ns)
-        self.waiters: deque[_Waiter] = deque()
-        self.changed: anyio.Event | None = None
+        self.core = core
+        self.queues: tuple[deque[_Waiter], ...] = tuple(deque() for _ in Priority)
+        self.queued = [0] * len(Priority)  # queued weight per class
 
-    def notify(self) -> None:
-        # anyio events cannot be cleared: wake whoever sleeps on this one, start a new one.
-        if self.changed is not None:
-            self.changed.set()
-            self.changed = None
+    def head(self) -> _Waiter | None:
+        for queue in self.queues:
+            if queue:
+                return queue[0]
+        return None
+
+    def busy(self, priority: int) -> bool:
+        """Whether anyone of this class or a higher one is waiting."""
+        return any(self.queues[p] for p in range(priority + 1))
+
+    def ahead(self, priority: int) -> int:
+        return sum(self.queued[: priority + 1])
+
+    def waiting(self) -> int:
+        return sum(len(q) for q in self.queues)
+
+    def enqueue(self, waiter: _Waiter) -> None:
+        self.queues[waiter.priority].append(waiter)
+        self.queued[waiter.priority] += waiter.weight
+
+    def remove(self, waiter: _Waiter) -> None:
+        was_head = self.head() is waiter
+        queue = self.queues[waiter.priority]
+        if queue and queue[0] is waiter:
+            queue.popleft()
+        else:
+            queue.remove(waiter)
+        self.queued[waiter.priority] -= waiter.weight
+        if was_head:
+            self.wake()
+
+    def wake(self) -> None:
+        """Tell the head to look at the state again."""
+        head = self.head()
+        if head is not None and head.event is not None:
+            head.event.set()
 
 
 class Permit:
     """Weight granted for one request.
 
-    Call :meth:`mark_sent` right before the request goes to the transport and
-    :meth:`observe` with the response. A permit released without ``mark_sent`` (the caller
-    was cancelled, building the request failed), or whose transport error proves nothing
-    was sent, is refunded.
+    Use it as an async context manager around the exchange. Call :meth:`mark_sent` right
+    before the request goes to the transport and :meth:`observe` with the response. A
+    permit released without ``mark_sent`` (the caller was cancelled, building the request
+    failed), or with a :class:`~binance_pmpro.errors.TransportError` whose ``sent`` is
+    False, is refunded; otherwise its weight stays spent (the server may have counted it).
     """
 
-    __slots__ = ("_budget", "_entry", "_limiter", "sent", "weight")
+    __slots__ = ("_budget", "_grant", "_limiter", "sent", "weight")
 
     def __init__(
-        self, limiter: RateLimiter, budget: _Budget | None, entry: list[int] | None, weight: int
+        self,
+        limiter: RateLimiter,
+        budget: _Budget | None,
+        grant: Grant | None,
+        weight: int,
     ) -> None:
         self._limiter = limiter
         self._budget = budget
-        self._entry = entry
+        self._grant = grant
         self.weight = weight
         self.sent = False
+
+    @property
+    def key(self) -> BudgetKey | None:
+        """The budget this permit draws on (None for a no-op permit)."""
+        return self._budget.key if self._budget is not None else None
 
     def mark_sent(self) -> None:
         """The request is about to leave: from now on the weight is not refunded."""
         self.sent = True
+        if self._budget is not None and self._grant is not None:
+            self._budget.core.mark_sent(self._grant, _now_ns())
 
     def refund(self) -> None:
-        """Give the weight back (only meaningful before the request was sent)."""
-        if self._budget is not None and self._entry is not None:
-            self._budget.core.refund(self._entry)
-            self._budget.notify()
-            self._entry = None
+        """Give the weight back (only meaningful before the request was sent). Idempotent."""
+        budget = self._budget
+        if (
+            budget is not None
+            and self._grant is not None
+            and budget.core.refund(self._grant, _now_ns())
+        ):
+            budget.wake()
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
-        """Learn from a response: the server's used weight, and 429/418 pauses."""
-        if self._budget is not None:
-            self._limiter._observe(self._budget, status, headers)
+        """Learn from the response: the server's used weight, 429 pauses, 418 bans.
+
+        ``headers`` must answer ``get`` with lower-case names (``httpx.Headers`` or a dict
+        with lower-case keys).
+        """
+        if self._budget is not None and self._grant is not None:
+            self._limiter._observe(self._budget, self._grant, status, headers)
 
     async def __aenter__(self) -> Permit:
         return self
@@ -213,15 +791,34 @@ class Permit:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        budget = self._budget
+        if budget is None or self._grant is None:
+            return
         if not self.sent or (isinstance(exc, TransportError) and not exc.sent):
             self.refund()
+        elif budget.core.finish(self._grant, _now_ns()):
+            budget.wake()
 
 
 class RateLimiter:
-    """Local weight budgets for one process, shared by every task (and every client) using it.
+    """Weight budgets for one process, shared by every task (and every client) using it.
 
-    ``limits`` maps each :class:`~binance_pmpro.endpoints.Budget` kind to its weight per
-    window (defaults: Binance's 180,000 UID / 12,000 IP / 6,000 ``/api`` per minute).
+    Options (all per limiter; every budget of a kind gets the same limit):
+
+    - ``uid_limit``, ``ip_limit``, ``api_limit``: weight per window of the UID, ``/sapi`` IP
+      and ``/api`` IP budgets (defaults: Binance's 180,000 / 12,000 / 6,000 per minute);
+    - ``window``: seconds per window (60; other values are for tests);
+    - ``headroom``: share of the limit never used, at least 0.01;
+    - ``burst``: share of the effective limit that may go out at once (default 0.005);
+    - ``arrival_spread``: bound (s) on how late after its grant a request reaches the server
+      (grant-to-send lag plus one-way delay). Pacing assumes weight granted within
+      ``window + arrival_spread`` may land in one server window;
+    - ``probe``: after start-up or an idle window, send one request and read the server's
+      count before sending more;
+    - ``drift_ppm``: how fast the server-offset error bound grows after
+      :meth:`set_server_offset`.
+
+    Create it inside or outside an event loop, but use it from one loop only.
     """
 
     def __init__(
@@ -231,6 +828,11 @@ class RateLimiter:
         ip_limit: int = DEFAULT_LIMITS[Budget.SAPI_IP],
         api_limit: int = DEFAULT_LIMITS[Budget.API_IP],
         window: float = 60.0,
+        headroom: float = 0.01,
+        burst: float = 0.005,
+        arrival_spread: float = 1.0,
+        probe: bool = True,
+        drift_ppm: int = 100,
     ) -> None:
         self.limits: dict[Budget, int] = {
             Budget.SAPI_UID: uid_limit,
@@ -240,120 +842,229 @@ class RateLimiter:
         for kind, limit in self.limits.items():
             if limit <= 0:
                 raise ValueError(f"the {kind.value} limit must be positive")
+        if window <= 0 or arrival_spread < 0 or arrival_spread * 2 > window:
+            raise ValueError("window must be positive and arrival_spread in [0, window / 2]")
         self._window_ns = round(window * NS)
+        self._spread_ns = round(arrival_spread * NS)
+        self._headroom = headroom
+        self._burst = burst
+        self._probe = probe
+        # Validate the shared options once, on a throwaway core.
+        BudgetCore(1000, headroom=headroom, burst=burst, window_ns=self._window_ns)
+        self._offset = ServerOffset(drift_ppm)
+        self._groups: dict[str, IPGroupState] = {}
         self._budgets: dict[BudgetKey, _Budget] = {}
+        self._last_now = 0
+
+    # --- configuration ----------------------------------------------------------------
+
+    def set_server_offset(self, offset_ns: int, error_ns: int) -> None:
+        """Tell the limiter the server's clock: ``offset_ns`` = server time (ns since the
+        epoch, as Binance reports it) minus the event loop's clock (``anyio.current_time()``
+        in ns), with ``error_ns`` a hard bound on the estimate's error.
+
+        With it, header readings are attributed to the server's own minutes. Until then
+        the limiter uses an offset-free bound, which is safe but idles longer after the
+        server reports a full window. Call it again after each clock sync.
+        """
+        now = _now_ns()
+        self._offset.set(offset_ns, error_ns, now)
+        for budget in self._budgets.values():
+            budget.wake()
+
+    def clear_server_offset(self) -> None:
+        """Forget the server offset (e.g. after the host was suspended)."""
+        self._offset.clear()
+
+    @property
+    def server_offset(self) -> tuple[int, int] | None:
+        """``(offset_ns, error_ns)`` as set, or None."""
+        off = self._offset
+        return (off.offset, off.error) if off.offset is not None else None
+
+    def core(self, key: BudgetKey) -> BudgetCore:
+        """The pure state of one budget (created on first use)."""
+        return self._budget(key).core
 
     def _budget(self, key: BudgetKey) -> _Budget:
         budget = self._budgets.get(key)
         if budget is None:
-            budget = self._budgets[key] = _Budget(key, self.limits[key.kind], self._window_ns)
+            name = key.group
+            group = self._groups.get(name)
+            if group is None:
+                group = self._groups[name] = IPGroupState(name)
+            core = BudgetCore(
+                self.limits[key.kind],
+                window_ns=self._window_ns,
+                spread_ns=self._spread_ns,
+                headroom=self._headroom,
+                burst=self._burst,
+                probe=self._probe,
+                offset=self._offset,
+                group=group,
+            )
+            budget = self._budgets[key] = _Budget(key, core)
         return budget
 
-    async def acquire(
-        self, key: BudgetKey, weight: int, *, max_wait: float | None = None
-    ) -> Permit:
-        """Wait (FIFO) until ``weight`` fits the budget ``key`` and return the permit.
+    # --- acquiring ----------------------------------------------------------------------
 
-        Raises :class:`RateLimitTimeoutError` when the weight cannot be granted within
-        ``max_wait`` seconds. Cancellation while waiting consumes nothing.
+    async def acquire(
+        self,
+        key: BudgetKey,
+        weight: int,
+        *,
+        max_wait: float | None = None,
+        priority: Priority = Priority.NORMAL,
+    ) -> Permit:
+        """Wait until ``weight`` fits the budget ``key`` and return the permit.
+
+        Waiters are served strictly first-in first-out within a priority class, HIGH
+        before NORMAL. Raises :class:`~binance_pmpro.errors.RateLimitTimeoutError` as soon
+        as the computed wait exceeds ``max_wait`` seconds, and
+        :class:`~binance_pmpro.errors.IPBannedError` at once while the budget's IP group is
+        banned (whatever ``max_wait`` is). Cancellation while waiting consumes nothing.
         """
         await anyio.lowlevel.checkpoint_if_cancelled()
-        budget = self._budget(key)
+        budget = self._budgets.get(key) or self._budget(key)
         core = budget.core
         now = _now_ns()
-        if not budget.waiters and core.wait_ns(weight, now) == 0:
-            entry = core.grant(weight, now)
+        self._last_now = now
+        if core.group.banned_until > now:
+            raise self._ban_error(core.group, now)
+        core.check_weight(weight)
+        if not budget.busy(priority) and core.ready_at(now, weight) <= now:
+            grant = core.grant(now, weight)
         else:
-            entry = await self._wait_in_line(budget, weight, now, max_wait)
-        # The grant is committed: a cancellation arriving now must not lose it, so yield
-        # without being cancellable (anyio's own locks do the same).
-        permit = Permit(self, budget, entry, weight)
+            grant = await self._wait(budget, weight, int(priority), now, max_wait)
+        permit = Permit(self, budget, grant, weight)
+        # The grant is committed: yield to others without being cancellable, so a
+        # cancellation arriving now cannot lose it (anyio's own locks do the same).
         await anyio.lowlevel.cancel_shielded_checkpoint()
         return permit
 
-    async def _wait_in_line(
-        self, budget: _Budget, weight: int, now: int, max_wait: float | None
-    ) -> list[int]:
+    async def _wait(
+        self, budget: _Budget, weight: int, priority: int, now: int, max_wait: float | None
+    ) -> Grant:
         core = budget.core
-        core.wait_ns(weight, now)  # validates the weight before queueing
-        deadline = math.inf if max_wait is None else now + max_wait * NS
-        waiter = _Waiter(weight)
-        budget.waiters.append(waiter)
+        deadline: int | None = None
+        if max_wait is not None:
+            deadline = now + max(0, round(max_wait * NS))
+            estimate = core.estimate_ready(now, weight, budget.ahead(priority))
+            if estimate > deadline:
+                raise self._timeout(budget, weight, estimate - now, max_wait)
+        waiter = _Waiter(weight, priority)
+        budget.enqueue(waiter)
         try:
             while True:
-                if budget.waiters[0] is waiter:
-                    now = _now_ns()
-                    wait = core.wait_ns(weight, now)
-                    if wait == 0:
-                        return core.grant(weight, now)  # no await between check and grant
-                    if now + wait > deadline:
-                        raise RateLimitTimeoutError(
-                            f"{weight} weight on {budget.key.kind.value} budget "
-                            f"{budget.key.endpoint or 'api'} needs {wait / NS:.3f} s, "
-                            f"more than max_wait={max_wait} s",
-                            wait=wait / NS,
-                        )
-                    if budget.changed is None:
-                        budget.changed = anyio.Event()
-                    with anyio.move_on_after(wait / NS):
-                        await budget.changed.wait()
+                now = _now_ns()
+                if core.group.banned_until > now:
+                    raise self._ban_error(core.group, now)
+                if budget.head() is waiter:
+                    ready = core.ready_at(now, weight)
+                    if ready <= now:
+                        return core.grant(now, weight)  # no await between check and grant
+                    if deadline is not None and ready > deadline:
+                        raise self._timeout(budget, weight, ready - now, max_wait)
+                    until: int | None = ready
                 else:
-                    remaining = deadline - _now_ns()
-                    with anyio.move_on_after(remaining / NS if remaining != math.inf else None):
-                        await waiter.event.wait()
-                    if not waiter.event.is_set() and budget.waiters[0] is not waiter:
-                        raise RateLimitTimeoutError(
-                            f"{weight} weight on {budget.key.kind.value} budget: still queued "
-                            f"after max_wait={max_wait} s",
-                        )
+                    if deadline is not None and now >= deadline:
+                        raise self._timeout(budget, weight, None, max_wait)
+                    until = deadline
+                event = waiter.event = anyio.Event()
+                if until is None:
+                    await event.wait()
+                else:
+                    with anyio.move_on_after((until - now) / NS + _WAKE_SLACK):
+                        await event.wait()
         finally:
-            was_head = budget.waiters[0] is waiter
-            budget.waiters.remove(waiter)
-            if was_head and budget.waiters:
-                budget.waiters[0].event.set()
+            waiter.event = None
+            budget.remove(waiter)
 
-    def _observe(self, budget: _Budget, status: int, headers: Mapping[str, str]) -> None:
-        header = USED_WEIGHT_HEADERS[budget.key.kind]
-        used = headers.get(header)
-        if used is not None and used.isdigit():
-            budget.core.server_used = int(used)
-        if status in (418, 429):
-            retry_after = parse_retry_after(headers.get("retry-after"))
-            pause = retry_after if retry_after is not None else 60.0
-            until = _now_ns() + round(pause * NS)
-            # A 418 bans the IP: nothing from it gets through, whatever the budget.
-            targets = list(self._budgets.values()) if status == 418 else [budget]
-            for target in targets:
-                target.core.pause(until)
-                target.notify()
+    def _timeout(
+        self, budget: _Budget, weight: int, wait_ns: int | None, max_wait: float | None
+    ) -> RateLimitTimeoutError:
+        key = budget.key
+        where = f"{key.kind.value} budget {key.endpoint or 'api'}"
+        if wait_ns is None:
+            return RateLimitTimeoutError(
+                f"{weight} weight on the {where}: still queued after max_wait={max_wait} s"
+            )
+        wait = wait_ns / NS
+        return RateLimitTimeoutError(
+            f"{weight} weight on the {where} needs {wait:.3f} s, more than max_wait={max_wait} s",
+            wait=wait,
+        )
+
+    def _ban_error(self, group: IPGroupState, now: int) -> IPBannedError:
+        remaining = (group.banned_until - now) / NS
+        err = IPBannedError(
+            418,
+            -1003,
+            f"IP group {group.name!r} is banned by Binance for another {remaining:.1f} s",
+            {},
+            retry_after=remaining,
+        )
+        offset = self._offset.offset
+        err.banned_until = (
+            (group.banned_until + offset) / NS if offset is not None else time.time() + remaining
+        )
+        return err
+
+    # --- responses ----------------------------------------------------------------------
+
+    def _observe(
+        self, budget: _Budget, grant: Grant, status: int, headers: Mapping[str, str]
+    ) -> None:
+        now = _now_ns()
+        raw = headers.get(USED_WEIGHT_HEADERS[budget.key.kind])
+        used = int(raw) if raw is not None and raw.isdigit() else None
+        retry_ns: int | None = None
+        if status == 429 or status == 418:
+            retry = parse_retry_after(headers.get("retry-after"))
+            if retry is not None and retry < 10 * 86_400:  # a ban lasts 3 days at most
+                retry_ns = round(retry * NS)
+        ban_until = budget.core.on_response(grant, now, status, used, retry_ns)
+        if ban_until is not None:
+            group = budget.core.group
+            for other in self._budgets.values():
+                if other.core.group is group:
+                    other.core.pause(ban_until)
+                    other.wake()
+        budget.wake()
+
+    # --- metrics ------------------------------------------------------------------------
 
     def snapshot(self) -> list[BudgetSnapshot]:
         """The state of every budget this limiter has seen, for metrics and dashboards."""
-        now = _now_ns_or_zero()
+        try:
+            now = _now_ns()
+        except Exception:  # no event loop running (metrics read from sync code)
+            now = self._last_now
         out = []
         for budget in self._budgets.values():
             core = budget.core
-            used = core.used(now) if now else core._used
+            used = core.used(now)
+            blocked = max(core.paused_until, core.group.banned_until)
             out.append(
                 BudgetSnapshot(
                     key=budget.key,
-                    limit=core.limit,
+                    limit=core.ceiling,
                     used=used,
-                    remaining=max(0, core.limit - used),
-                    waiting=len(budget.waiters),
-                    paused_for=max(0, core.blocked_until - now) / NS if now else 0.0,
+                    remaining=max(0, core.effective - used),
+                    waiting=budget.waiting(),
+                    paused_for=max(0, blocked - now) / NS,
                     server_used=core.server_used,
+                    effective_limit=core.effective,
+                    in_flight=core.outstanding,
+                    banned=core.group.banned(now),
                 )
             )
         return out
 
+    def budgets(self) -> Iterable[BudgetKey]:
+        """The keys of every budget seen so far."""
+        return list(self._budgets)
+
 
 def _now_ns() -> int:
-    return int(anyio.current_time() * NS)
-
-
-def _now_ns_or_zero() -> int:
-    try:
-        return _now_ns()
-    except Exception:  # no event loop running (metrics read from sync code)
-        return 0
+    return math.floor(anyio.current_time() * NS)
