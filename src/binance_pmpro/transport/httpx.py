@@ -3,7 +3,13 @@
 
 from __future__ import annotations
 
+import ssl
+from typing import Any
+
+import anyio
+import httpcore
 import httpx
+import sniffio
 
 from .. import errors
 from ..requests import PreparedRequest
@@ -28,8 +34,9 @@ _ERRORS: tuple[tuple[type[Exception], type[errors.TransportError]], ...] = (
 class HttpxTransport:
     """Sends prepared requests with an ``httpx.AsyncClient``.
 
-    Without ``client`` it makes its own (keep-alive pool of ``max_connections``) and closes
-    it in :meth:`aclose`; a client passed in belongs to the caller and is never closed here.
+    Without ``client`` it makes its own (keep-alive pool of ``max_connections``, TLS from
+    ``ssl_context`` or httpx's default verification) and closes it in :meth:`aclose`; a
+    client passed in belongs to the caller and is never closed here.
     """
 
     def __init__(
@@ -39,13 +46,16 @@ class HttpxTransport:
         client: httpx.AsyncClient | None = None,
         timeouts: Timeouts | None = None,
         max_connections: int = 100,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         t = timeouts or Timeouts()
         self._timeout = httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool)
         self._owns_client = client is None
+        self._on_asyncio: bool | None = None  # learnt at the first send
         self._client = client or httpx.AsyncClient(
             timeout=self._timeout,
+            verify=ssl_context if ssl_context is not None else True,
             limits=httpx.Limits(
                 max_connections=max_connections,
                 max_keepalive_connections=max_connections,
@@ -55,9 +65,38 @@ class HttpxTransport:
             # redirects (Binance sends none; a redirect would be a misconfiguration).
             follow_redirects=False,
         )
+        if self._owns_client and self.base_url.lower().startswith("https:"):
+            _close_sockets_of_cancelled_handshakes(self._client)
 
     async def send(self, request: PreparedRequest) -> Response:
         """One HTTP exchange; httpx errors become our TransportError subclasses."""
+        if self._on_asyncio is None:
+            self._on_asyncio = sniffio.current_async_library() == "asyncio"
+        if not self._on_asyncio:
+            return await self._send(request)
+        # httpcore cleans up after an exchange inside anyio shielded scopes, and anyio
+        # cannot shield against asyncio's own Task.cancel() (also used by wait_for and
+        # asyncio.timeout): a cancel landing there left the connection "active" in the
+        # pool for good, one slot lost per cancel. Run in a child task instead: a native
+        # cancel of the caller then reaches httpcore as an anyio cancellation, which its
+        # shields hold off until the connection is released.
+        outcome: list[Response | Exception] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._send_into, request, outcome)
+        result = outcome[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def _send_into(
+        self, request: PreparedRequest, outcome: list[Response | Exception]
+    ) -> None:
+        try:
+            outcome.append(await self._send(request))
+        except Exception as exc:  # handed to the caller as is, not in an ExceptionGroup
+            outcome.append(exc)
+
+    async def _send(self, request: PreparedRequest) -> Response:
         url = self.base_url + request.target
         try:
             response = await self._client.request(
@@ -91,3 +130,83 @@ def _map_error(exc: httpx.TransportError, request: PreparedRequest) -> errors.Tr
         method=request.method,
         path=request.path,
     )
+
+
+def _close_sockets_of_cancelled_handshakes(client: httpx.AsyncClient) -> None:
+    """Make a TLS handshake cancelled by the caller close its TCP socket.
+
+    httpcore closes the socket when the handshake fails with an ``Exception`` but not when
+    it is cancelled (a ``BaseException``), so a deadline during the handshake leaked one
+    socket (on asyncio it stays registered with the loop for good). The wrapper only sits
+    on the connect path of https:// connections: after the handshake httpcore uses the TLS
+    stream it returns, so requests never pass through it. Skipped if httpx's internals
+    ever look different.
+    """
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if isinstance(backend, httpcore.AsyncNetworkBackend):
+        pool._network_backend = _HandshakeGuard(backend)  # type: ignore[union-attr]
+
+
+class _HandshakeGuard(httpcore.AsyncNetworkBackend):
+    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
+        self._inner = inner
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_tcp(
+            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
+        return _GuardedStream(stream)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return await self._inner.connect_unix_socket(
+            path, timeout=timeout, socket_options=socket_options
+        )
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _GuardedStream(httpcore.AsyncNetworkStream):
+    """The plain TCP stream of a connection, until ``start_tls`` returns the TLS stream."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            return await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        except BaseException:
+            # Closing a TCP socket does not wait for the peer, so shielding is bounded.
+            with anyio.CancelScope(shield=True):
+                await self._inner.aclose()
+            raise
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
