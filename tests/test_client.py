@@ -242,11 +242,6 @@ async def test_client_key_only_signed_call_raises_before_any_request(
         assert used_weight(c) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client.py: the first-use clock sync (GET /api/v3/time) runs before the "
-    "missing-signer check, so a key-only client sends a request before raising",
-)
 @pytest.mark.anyio
 async def test_client_key_only_signed_call_with_time_sync_sends_nothing(
     router: respx.MockRouter,

@@ -331,11 +331,6 @@ async def test_sdk_debug_logs_hide_secrets_and_signatures(
     assert_clean(log_text(own), signatures)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="httpx logs every request URL at INFO ('HTTP Request: GET ...&signature=...'); "
-    "the httpx transport must redact it (lead: transport/httpx.py)",
-)
 @pytest.mark.anyio
 @pytest.mark.parametrize("credentials", CREDENTIALS[:1])
 async def test_all_debug_logs_during_calls_hide_signatures(

@@ -25,6 +25,7 @@ from .decoding import ResponseDecoder, raise_for_error
 from .endpoints import ACCOUNT_INFO, SERVER_TIME, Budget, Endpoint
 from .errors import (
     BinanceError,
+    ClientClosedError,
     ConfigurationError,
     DeadlineExceededError,
     RateLimitedError,
@@ -255,7 +256,7 @@ class PortfolioMarginProClient:
 
     def _get_transport(self) -> Transport:
         if self._closed:
-            raise RuntimeError("the client is closed")
+            raise ClientClosedError("the client is closed; create a new one")
         if self._transport is None:
             self._transport = self._make_transport()
         return self._transport
@@ -353,6 +354,10 @@ class PortfolioMarginProClient:
         attempt = 0
         timestamp_retried = False
         if endpoint.security.signed:
+            if self._signer is None:  # before the clock sync: a doomed call sends nothing
+                raise ConfigurationError(
+                    f"{endpoint.path} is a SIGNED endpoint: give api_secret or private_key"
+                )
             await self._ensure_clock()
         while True:
             attempt += 1
@@ -575,7 +580,8 @@ def _credentials(
                 "both BINANCE_API_SECRET and BINANCE_PRIVATE_KEY_PATH are set: keep only one"
             )
         api_secret, private_key = env_secret, env_key_path
-    if password is None:
+    password_from_env = password is None
+    if password_from_env:
         password = env.get("BINANCE_PRIVATE_KEY_PASSWORD") or None
     if not api_key:
         raise ConfigurationError(
@@ -586,7 +592,14 @@ def _credentials(
         raise ConfigurationError("the API key contains whitespace; check how it was copied")
     if api_secret is None and private_key is None:
         return api_key, None
-    return api_key, load_signer(api_secret=api_secret, private_key=private_key, password=password)
+    return api_key, load_signer(
+        api_secret=api_secret,
+        private_key=private_key,
+        password=password,
+        # A password from the environment applies to encrypted keys only, so one shell
+        # setting does not break a client that is handed a plain key.
+        password_optional=password_from_env,
+    )
 
 
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")

@@ -5,6 +5,7 @@ contain an API secret, a private key or a request signature.
 
 ``BinanceError``
   ``ConfigurationError``       wrong or missing settings, found at construction
+  ``ClientClosedError``        a call on a closed client
   ``TransportError``           no complete HTTP answer came back
     ``ConnectError``           no connection could be made: the request was not sent
     ``RequestTimeoutError``    (``ConnectTimeoutError``, ``ReadTimeoutError``, ``PoolTimeoutError``,
@@ -38,6 +39,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BinanceError",
+    "ClientClosedError",
     "ConfigurationError",
     "ConnectError",
     "ConnectTimeoutError",
@@ -114,6 +116,10 @@ class OutcomeUnknownError(BinanceError):
     -1006 and -1007, and connections lost after the request was sent. Reads can simply be
     repeated; after a write, check the account's state before sending it again.
     """
+
+
+class ClientClosedError(BinanceError, RuntimeError):
+    """A call was made on a client after :meth:`aclose`."""
 
 
 class ConfigurationError(BinanceError, ValueError):

@@ -160,12 +160,17 @@ def _may_be_key_material(source: PrivateKeySource) -> bool:
 
 
 def load_private_key(
-    source: PrivateKeySource, password: str | bytes | None = None
+    source: PrivateKeySource,
+    password: str | bytes | None = None,
+    *,
+    password_optional: bool = False,
 ) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey:
     """Load an RSA or Ed25519 private key from PEM text, PEM/DER bytes or a file path.
 
-    ``password`` unlocks an encrypted key. Raises :class:`ConfigurationError` (without any
-    key material in its message) when the key cannot be read or is of another type.
+    ``password`` unlocks an encrypted key; with ``password_optional`` it is ignored for a key
+    that is not encrypted instead of being an error. Raises :class:`ConfigurationError`
+    (without any key material in its message) when the key cannot be read or is of another
+    type.
     """
     data = _key_bytes(source)
     secret = password.encode() if isinstance(password, str) else password
@@ -175,7 +180,12 @@ def load_private_key(
         else serialization.load_der_private_key
     )
     try:
-        key = loader(data, password=secret)
+        try:
+            key = loader(data, password=secret)
+        except TypeError:
+            if not (password_optional and secret is not None):
+                raise
+            key = loader(data, password=None)
     except TypeError as exc:
         # cryptography says "Password was not given but private key is encrypted" or the
         # reverse: both are safe to repeat.
@@ -197,15 +207,17 @@ def load_signer(
     api_secret: str | bytes | None = None,
     private_key: PrivateKeySource | None = None,
     password: str | bytes | None = None,
+    password_optional: bool = False,
 ) -> HmacSigner | RsaSigner | Ed25519Signer:
     """Pick the signer: HMAC for ``api_secret``, RSA or Ed25519 (detected from the key) for
-    ``private_key``. Exactly one of the two must be given."""
+    ``private_key``. Exactly one of the two must be given. ``password`` and
+    ``password_optional`` are as in :func:`load_private_key`."""
     if (api_secret is None) == (private_key is None):
         raise ConfigurationError("give exactly one of api_secret (HMAC) and private_key")
     if api_secret is not None:
         return HmacSigner(api_secret)
     assert private_key is not None
-    key = load_private_key(private_key, password)
+    key = load_private_key(private_key, password, password_optional=password_optional)
     if isinstance(key, rsa.RSAPrivateKey):
         return RsaSigner(key)
     return Ed25519Signer(key)

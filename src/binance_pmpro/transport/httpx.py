@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 from typing import Any
 
@@ -16,6 +17,22 @@ from ..requests import PreparedRequest
 from . import Response, Timeouts
 
 __all__ = ["HttpxTransport"]
+
+
+class _RedactSignatures(logging.Filter):
+    """httpx logs every request URL at INFO: keep request signatures out of those records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "signature=" in message:
+            record.msg = errors.redact(message)
+            record.args = None
+        return True
+
+
+_httpx_logger = logging.getLogger("httpx")
+if not any(isinstance(f, _RedactSignatures) for f in _httpx_logger.filters):
+    _httpx_logger.addFilter(_RedactSignatures())
 
 # Order matters: the timeout classes are subclasses of the broader ones below them.
 _ERRORS: tuple[tuple[type[Exception], type[errors.TransportError]], ...] = (

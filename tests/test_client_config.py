@@ -1,0 +1,34 @@
+"""Client construction corners: environment passwords, closed clients."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from binance_pmpro import ClientClosedError, ConfigurationError, PortfolioMarginProClient
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_env_password_is_ignored_for_an_unencrypted_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BINANCE_PRIVATE_KEY_PASSWORD", "correct-horse-battery")
+    client = PortfolioMarginProClient("key", private_key=DATA / "ed25519.pem")
+    assert client.signing_algorithm == "ED25519"
+
+
+def test_explicit_password_for_an_unencrypted_key_is_an_error() -> None:
+    with pytest.raises(ConfigurationError, match="not encrypted"):
+        PortfolioMarginProClient(
+            "key",
+            private_key=DATA / "ed25519.pem",
+            private_key_password="correct-horse-battery",
+        )
+
+
+@pytest.mark.anyio
+async def test_call_on_closed_client_raises_client_closed() -> None:
+    client = PortfolioMarginProClient("key", "secret", time_sync=False)
+    await client.aclose()
+    with pytest.raises(ClientClosedError, match="closed"):
+        await client.account_info()
