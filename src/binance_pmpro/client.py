@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import math
 import os
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast
@@ -92,6 +93,10 @@ class PortfolioMarginProClient:
     - ``transport``: ``"auto"`` (the fast transport on asyncio when httptools is installed,
       no ``http_client`` is given and no proxy is configured; httpx otherwise), ``"httpx"``,
       ``"fast"``, or a :class:`~binance_pmpro.transport.Transport` object.
+    - ``max_connections``, ``idle_timeout``: the connection pool's size and how long (s)
+      an idle keep-alive connection is kept (httpx keeps its own 30 s).
+    - ``ssl_context``: TLS settings (a private CA, client certificates); certificate and
+      hostname verification stay on by default.
     - ``hooks``: callables receiving a :class:`~binance_pmpro.events.RequestEvent` at the
       start and end of every HTTP attempt (metrics, tracing).
     """
@@ -109,6 +114,8 @@ class PortfolioMarginProClient:
         http_client: httpx.AsyncClient | None = None,
         transport: Literal["auto", "httpx", "fast"] | Transport = "auto",
         max_connections: int = 100,
+        idle_timeout: float | None = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
         rate_limiter: RateLimiter | None = _PER_CLIENT,
         uid_limit: int = 180_000,
         ip_limit: int = 12_000,
@@ -152,6 +159,8 @@ class PortfolioMarginProClient:
         self._hooks = tuple(hooks)
         self._http_client = http_client
         self._max_connections = max_connections
+        self._idle_timeout = idle_timeout
+        self._ssl_context = ssl_context
         self._transport: Transport | None = None
         self._transport_choice: str = "custom"
         if isinstance(transport, str):
@@ -271,7 +280,11 @@ class PortfolioMarginProClient:
                 from .transport.fast import FastTransport
 
                 return FastTransport(
-                    self.base_url, timeouts=self.timeouts, max_connections=self._max_connections
+                    self.base_url,
+                    timeouts=self.timeouts,
+                    max_connections=self._max_connections,
+                    idle_timeout=self._idle_timeout,
+                    ssl_context=self._ssl_context,
                 )
             if choice == "fast":
                 raise ConfigurationError(f"transport='fast' is not available: {reason}")
@@ -282,6 +295,7 @@ class PortfolioMarginProClient:
             client=self._http_client,
             timeouts=self.timeouts,
             max_connections=self._max_connections,
+            ssl_context=self._ssl_context,
         )
 
     @property
