@@ -11,8 +11,8 @@ def configure_logging(debug_binance: bool = False) -> None:
     # binance-pmpro's own lines never hold a secret or a signature; at DEBUG they show one
     # line per request (method, path, redacted query, status, time, weight).
     logging.getLogger("binance_pmpro").setLevel(logging.DEBUG if debug_binance else logging.INFO)
-    # httpx logs every request URL at INFO, and a signed URL carries its signature (valid
-    # for replay within recvWindow). Keep httpx at WARNING.
+    # httpx logs one INFO line per request; binance-pmpro redacts the signature in those
+    # lines, but most services keep httpx at WARNING to spare the noise.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 

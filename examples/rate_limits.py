@@ -99,3 +99,13 @@ async def read_or_explain(client: PortfolioMarginProClient) -> str:
 
 
 # --8<-- [end:react]
+
+
+# --8<-- [start:per-process]
+def client_for_worker(workers: int, **options: Any) -> PortfolioMarginProClient:
+    """One of ``workers`` processes using one account: each limiter gets its share of the
+    account's budget, since the limiters of different processes do not see each other."""
+    return PortfolioMarginProClient(uid_limit=180_000 // workers, **options)
+
+
+# --8<-- [end:per-process]

@@ -41,7 +41,7 @@ async def risk(request: Request) -> dict[str, Any]:
     client: PortfolioMarginProClient = request.state.binance
     try:
         # A web request should not queue for long: give up after 2 s of rate-limit wait and
-        # 5 s in total. If the browser goes away, the server cancels this call cleanly.
+        # 5 s in total. Should the server cancel this handler, the call is cancelled cleanly.
         info = await client.account_info(max_wait=2.0, call_timeout=5.0)
     except (RateLimitedError, RateLimitTimeoutError) as exc:
         retry_after = getattr(exc, "retry_after", None) or 1

@@ -397,6 +397,17 @@ async def test_rate_limits_read_or_explain_over_local_budget_sends_nothing(fake:
 
 
 @pytest.mark.anyio
+async def test_rate_limits_client_for_worker_takes_its_share(fake: Fake) -> None:
+    example = load("rate_limits")
+    async with example.client_for_worker(
+        4, base_url=fake.exchange.base_url, http_client=fake.http
+    ) as client:
+        await client.account_info()
+        limits = {s.key.kind.value: s.limit for s in client.rate_limit}
+    assert limits["uid"] == 45_000
+
+
+@pytest.mark.anyio
 async def test_rate_limits_short_429_is_waited_out_and_resent(fake: Fake) -> None:
     example = load("rate_limits")
     fake.exchange.inject(FaultKind.RATE_LIMITED, path=ACCOUNT_PATH, retry_after=0.05)
