@@ -2,10 +2,11 @@
 
     python -m benchmarks.bench_pure [--repeat 7] [--min-time 0.2]
 
-Each figure comes from ``timeit``: the loop count is calibrated once (``autorange``, at least
-``--min-time`` seconds per repeat), then ``--repeat`` repeats; the table shows the best and the
-median time per call in µs. Best is the usual micro-benchmark figure (least disturbed by other
-processes); the median shows how noisy the machine was. Written to
+Each figure comes from ``timeit``: the loop count is calibrated once per case (``autorange``,
+at least ``--min-time`` seconds per repeat), then ``--repeat`` rounds, each timing every case
+once (interleaved). The table shows the best and the median time per call in µs: best is the
+usual micro-benchmark figure (least disturbed by other processes), the median shows how noisy
+the machine was. Ratios between two cases are medians of per-round ratios. Written to
 ``benchmarks/results/pure.md``.
 
 Decoding is measured twice: on Binance's documented example, whose ``totalAvailableBalance``
@@ -116,15 +117,28 @@ def cases() -> list[tuple[str, str, Callable[[], Any]]]:
     ]
 
 
-def measure(func: Callable[[], Any], repeat: int, min_time: float) -> dict[str, float]:
-    """Best and median µs per call over ``repeat`` timed repeats."""
+def calibrate(func: Callable[[], Any], min_time: float) -> int:
+    """Loop count that makes one timed repeat last at least ``min_time`` seconds."""
     timer = timeit.Timer(func)
     number, elapsed = timer.autorange()
     while elapsed < min_time and number < 10_000_000:
         number *= 2
         elapsed = timer.timeit(number)
-    runs = [t / number * 1e6 for t in timer.repeat(repeat=repeat, number=number)]
-    return {"best_us": min(runs), "median_us": statistics.median(runs), "number": number}
+    return number
+
+
+def measure_all(
+    named: list[tuple[str, Callable[[], Any]]], repeat: int, min_time: float
+) -> dict[str, list[float]]:
+    """µs per call of every case, ``repeat`` times each. The repeats are interleaved (one of
+    each case, then the next round), so a burst of load elsewhere on the machine hits every
+    case alike instead of spoiling one of them."""
+    timers = {name: (timeit.Timer(func), calibrate(func, min_time)) for name, func in named}
+    runs: dict[str, list[float]] = {name: [] for name, _ in named}
+    for _ in range(repeat):
+        for name, (timer, number) in timers.items():
+            runs[name].append(timer.timeit(number) / number * 1e6)
+    return runs
 
 
 def markdown(results: list[dict[str, Any]], repeat: int) -> str:
@@ -157,7 +171,10 @@ def markdown(results: list[dict[str, Any]], repeat: int) -> str:
         ),
     ):
         if ours in by_name and theirs in by_name:
-            ratio = by_name[ours]["best_us"] / by_name[theirs]["best_us"]
+            # Per repeat (the two ran back to back), then the median of those ratios.
+            ratio = statistics.median(
+                a / b for a, b in zip(by_name[ours]["runs"], by_name[theirs]["runs"], strict=True)
+            )
             verdict = "cheaper than" if ratio < 1 else "costlier than"
             out.append(
                 f"- Decoding the {label}: {ratio:.2f}× `json.loads` of the same bytes "
@@ -174,10 +191,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--min-time", type=float, default=0.2, help="seconds per repeat (0.2)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     args = parser.parse_args(argv)
+    named = [(name, func) for _, name, func in cases()]
+    runs = measure_all(named, max(1, args.repeat), args.min_time)
     results = []
-    for group, name, func in cases():
-        figures = measure(func, max(1, args.repeat), args.min_time)
-        results.append({"group": group, "name": name, **figures})
+    for name, times in runs.items():
+        figures = {"best_us": min(times), "median_us": statistics.median(times), "runs": times}
+        results.append({"name": name, **figures})
         print(f"{name:58} {figures['best_us']:9.2f} µs best {figures['median_us']:9.2f} median")
     text = markdown(results, args.repeat)
     args.out.mkdir(parents=True, exist_ok=True)
