@@ -55,5 +55,5 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[fast]", "-r", "benchmarks/requirements.txt")
     session.run("python", "-m", "benchmarks.bench_pure")
     if Path("benchmarks/bench_limiter.py").exists():
-        session.run("python", "-m", "benchmarks.bench_limiter")
+        session.run("python", "-m", "benchmarks.bench_limiter", "--out", "benchmarks/results")
     session.run("python", "-m", "benchmarks.bench_clients", *session.posargs)
