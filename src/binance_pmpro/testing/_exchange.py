@@ -48,7 +48,16 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-from ..endpoints import ACCOUNT_INFO, ENDPOINTS, USED_WEIGHT_HEADERS, Budget, Endpoint
+from ..endpoints import (
+    ACCOUNT_INFO,
+    ENDPOINTS,
+    REMOVED_ENDPOINTS,
+    USED_WEIGHT_HEADERS,
+    Budget,
+    Endpoint,
+    Param,
+    ParamType,
+)
 from ..models import AccountInfo
 from ._faults import FaultKind, FaultPlan, FaultRule
 
@@ -57,6 +66,7 @@ if TYPE_CHECKING:
 
     import httpx
 
+    from ._portfolio import PortfolioState
     from ._server import FakeServer
 
 __all__ = [
@@ -539,6 +549,7 @@ class FakeExchange:
         """Every request seen, oldest first (the oldest are dropped past ``max_records``)."""
         self._keys: dict[str, _Key] = {}
         self._accounts: dict[str, dict[str, Any]] = {}
+        self._portfolio: dict[str, PortfolioState] = {}
         self._not_pm: set[str] = set()
         self._usage: dict[tuple[WeightKey, int], _Usage] = {}
         self._ips: dict[str, _IpState] = {}
@@ -623,6 +634,17 @@ class FakeExchange:
                 state.pop(wire, None)
             else:
                 state[wire] = _wire_value(value)
+
+    def portfolio_state(self, account: str = "main") -> PortfolioState:
+        """The Portfolio Margin Pro state of ``account`` (balances, loan, histories,
+        switches) that the family's endpoints read and change; created from Binance's
+        documentation examples if new. Change it freely: the next answer reflects it."""
+        state = self._portfolio.get(account)
+        if state is None:
+            from ._portfolio import PortfolioState
+
+            state = self._portfolio[account] = PortfolioState()
+        return state
 
     def set_portfolio_margin(self, enabled: bool, *, account: str = "main") -> None:
         """Make ``account`` a Portfolio Margin account or not; a non-PM account's
@@ -870,6 +892,8 @@ class FakeExchange:
     ) -> _Answer:
         endpoint = ENDPOINTS.get((method, path))
         if endpoint is None:
+            if (method, path) in REMOVED_ENDPOINTS:
+                return _error(400, -21015, "This endpoint has been deprecated and removed.")
             return _error(404, -1099, "Not found, unauthenticated, or unauthorized.")
         ip_state = self._ips.get(client_ip)
         if ip_state is not None and now < ip_state.banned_until_ms:
@@ -942,6 +966,7 @@ class FakeExchange:
                 return _error(400, -1022, "Signature for this request is not valid.")
         spec = self._handlers.get(endpoint.name)
         allowed = spec.params if spec is not None else frozenset()
+        allowed = allowed | {param.name for param in endpoint.params}
         if endpoint.security.signed:
             allowed = allowed | _SIGNED_PARAMS
         unread = [name for name in values if name not in allowed]
@@ -953,6 +978,10 @@ class FakeExchange:
                 f"Not all sent parameters were read; read '{read}' parameter(s) but was sent "
                 f"'{len(values)}'.",
             )
+        for param in endpoint.params:
+            problem = _param_problem(param, values.get(param.name))
+            if problem is not None:
+                return problem
         return None
 
     def _run_handler(
@@ -1097,6 +1126,38 @@ def _illegal(name: str) -> _Answer:
     )
 
 
+_DECIMAL_RE = re.compile(r"-?[0-9]{1,20}(?:\.[0-9]{1,20})?")
+
+
+def _invalid(name: str) -> _Answer:
+    return _error(400, -1130, f"Data sent for parameter '{name}' is not valid.")
+
+
+def _param_problem(param: Param, raw: str | None) -> _Answer | None:
+    """Binance's answer to a bad value of ``param`` per the endpoint table; None if good."""
+    if raw is None or raw == "":
+        return _mandatory(param.name) if param.mandatory else None
+    if param.type is ParamType.LONG:
+        if not _UINT_RE.fullmatch(raw):
+            return _illegal(param.name)
+        number = Decimal(raw)
+    elif param.type is ParamType.DECIMAL:
+        if not _DECIMAL_RE.fullmatch(raw):
+            return _invalid(param.name)
+        number = Decimal(raw)
+    else:
+        if param.choices and raw not in param.choices:
+            return _invalid(param.name)
+        return None
+    if param.positive and number <= 0:
+        return _invalid(param.name)
+    if (param.minimum is not None and number < param.minimum) or (
+        param.maximum is not None and number > param.maximum
+    ):
+        return _invalid(param.name)
+    return None
+
+
 def _endpoint_for_path(path: str) -> Endpoint:
     for endpoint in ENDPOINTS.values():
         if endpoint.path == path:
@@ -1121,3 +1182,7 @@ _ACCOUNT_WIRE_NAMES: Mapping[str, str] = {
     for f in msgspec.structs.fields(AccountInfo)
     if not f.encode_name.endswith(".raw")
 }
+
+
+# The family's handlers register themselves; imported last, as they build on this module.
+from . import _portfolio  # noqa: E402, F401
