@@ -22,11 +22,14 @@ def budget_metrics(client: PortfolioMarginProClient) -> list[dict[str, Any]]:
     return [
         {
             "budget": f"{s.key.kind.value}:{s.key.endpoint or 'api'}",
-            "limit": s.limit,  # weight per minute
+            "limit": s.limit,  # weight per minute Binance allows
+            "effective_limit": s.effective_limit,  # what the limiter lets through (1% less)
             "used": s.used,  # weight counted in the current window, as the limiter sees it
             "remaining": s.remaining,
+            "in_flight": s.in_flight,  # requests granted and not yet answered
             "waiting": s.waiting,  # calls queued for weight right now
             "paused_for": s.paused_for,  # seconds left of a 429 pause or a 418 ban
+            "banned": s.banned,  # a 418 ban of this IP group is running
             "server_used": s.server_used,  # what Binance's last used-weight header said
         }
         for s in client.rate_limit

@@ -25,6 +25,7 @@ import pytest
 
 from binance_pmpro import (
     AccountStatus,
+    IPBannedError,
     PortfolioMarginProClient,
     ServerError,
 )
@@ -341,6 +342,9 @@ async def test_rate_limits_metrics_and_hook_report_the_weight(fake: Fake) -> Non
         rows = {row["budget"]: row for row in example.budget_metrics(client)}
     account = rows["uid:/sapi/v1/portfolio/account"]
     assert account["limit"] == 180_000
+    assert account["effective_limit"] == 178_200
+    assert account["in_flight"] == 0
+    assert account["banned"] is False
     assert account["used"] >= 10
     assert account["server_used"] == 10
     assert account["waiting"] == 0
@@ -384,6 +388,35 @@ async def test_rate_limits_read_or_explain_names_the_cause(
         fake.exchange.inject(fault, path=ACCOUNT_PATH, **options)
     async with fake.client() as client:
         assert await example.read_or_explain(client) == expected
+
+
+@pytest.mark.anyio
+async def test_rate_limits_after_a_ban_every_call_fails_without_sending(fake: Fake) -> None:
+    example = load("rate_limits")
+    fake.exchange.inject(FaultKind.IP_BANNED, path=ACCOUNT_PATH, seconds=120)
+    async with fake.client() as client:
+        assert (await example.read_or_explain(client)).startswith("banned for 120")
+        sent = len(fake.exchange.requests)
+        assert (await example.read_or_explain(client)).startswith("banned for 1")
+        with pytest.raises(IPBannedError):
+            await client.server_time()  # every budget of the IP, not just this endpoint's
+        assert all(s.banned for s in client.rate_limit)
+    assert len(fake.exchange.requests) == sent
+
+
+@pytest.mark.anyio
+async def test_rate_limits_during_a_429_pause_calls_that_cannot_wait_send_nothing(
+    fake: Fake,
+) -> None:
+    example = load("rate_limits")
+    fake.exchange.inject(FaultKind.RATE_LIMITED, path=ACCOUNT_PATH, retry_after=60)
+    async with fake.client() as client:
+        assert await example.read_or_explain(client) == "rate limited, retry after 60.0 s"
+        sent = len(fake.exchange.requests)
+        assert (await example.read_or_explain(client)).startswith("over our own budget")
+        paused = [s.paused_for for s in client.rate_limit if s.key.kind.value == "uid"]
+    assert paused[0] > 50
+    assert len(fake.exchange.requests) == sent
 
 
 @pytest.mark.anyio
