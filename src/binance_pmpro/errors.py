@@ -169,7 +169,7 @@ class ReadTimeoutError(RequestTimeoutError, OutcomeUnknownError):
 
 
 class DeadlineExceededError(RequestTimeoutError, OutcomeUnknownError):
-    """The call's overall deadline (``timeout=`` of the call, retries and waits included)
+    """The call's overall deadline (``call_timeout=``, retries and waits included)
     expired. If a request was in flight, Binance may have received it."""
 
 
