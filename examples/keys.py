@@ -7,12 +7,14 @@
 
 from __future__ import annotations
 
+# --8<-- [start:generate-imports]
 import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+# --8<-- [end:generate-imports]
 from binance_pmpro import PortfolioMarginProClient
 
 

@@ -12,6 +12,7 @@ tests/test_docs.py``; the tests then rewrite them instead of failing.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -93,7 +94,15 @@ def test_cli_page_covers_every_subcommand() -> None:
     assert documented == {"--help"} | {f"{name} --help" for name in commands}
 
 
-def test_quickstart_demo_output_matches_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+def test_quickstart_demo_output_matches_the_cli(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The command line configures the package logger for a process of its own: undo that
+    # for the tests that run after this one.
+    logger = logging.getLogger("binance_pmpro")
+    monkeypatch.setattr(logger, "propagate", logger.propagate)
+    monkeypatch.setattr(logger, "handlers", list(logger.handlers))
+    monkeypatch.setattr(logger, "level", logger.level)
     assert cli.main(["account", "--demo"]) == cli.EXIT_OK
     out = capsys.readouterr().out
     _check_block(DOCS / "quickstart.md", "<!-- demo-output", out, str.__eq__)

@@ -13,8 +13,9 @@ from typing import Any
 import griffe
 
 _ROLE = re.compile(r":(?:py:)?(?:class|meth|func|attr|data|exc|mod|obj|const):`(~?)([^`]+)`")
-# A line of a class tree: optional indentation, then a name in double backquotes.
-_TREE_LINE = re.compile(r"^\s*\(?``\w+``")
+# A line of a class tree: optional indentation, a name in double backquotes, then a column
+# gap (two spaces or more), a closing parenthesis, a comma or the end of the line.
+_TREE_LINE = re.compile(r"^\s*\(?``\w+``(\s{2,}|\)|,|$)")
 
 
 class ReSTInMarkdown(griffe.Extension):
@@ -43,7 +44,7 @@ def _resolve(obj: griffe.Object, target: str) -> str:
     while scope is not None:
         try:
             path = scope.resolve(head)
-        except Exception:  # noqa: BLE001 - griffe raises several kinds; try the parent
+        except Exception:  # griffe raises several kinds: try the parent scope
             scope = scope.parent
             continue
         return f"{path}.{rest}" if rest else path
@@ -69,7 +70,8 @@ def _tree_blocks(text: str) -> str:
         j = i
         while j < len(lines) and _TREE_LINE.match(lines[j]):
             j += 1
-        if j - i >= 3:
+        # A tree has indented children; a paragraph of sentences starting with names has not.
+        if j - i >= 3 and sum(line[:1].isspace() for line in lines[i:j]) >= 2:
             out.append("```text")
             out.extend(line.replace("``", "") for line in lines[i:j])
             out.append("```")
