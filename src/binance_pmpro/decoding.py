@@ -1,22 +1,24 @@
 """From response bytes to a typed result or a typed error. Pure: no I/O, no clock.
 
-The fast path is one msgspec decode straight into the Struct plus a cheap check of the
-decoded amounts and enums. Only when that fails or finds something to explain (a documented
-quirk, an unknown enum value, an error) does the slow path run: decode to plain Python
-objects, normalise the quirks, convert, and name the offending field if it still fails.
+The fast path is one msgspec decode straight into the Struct, checked by one C-level sum
+of its amounts (finite?) and a counter of unknown enum values; a documented amount quirk
+(thousands separators, ``""``) is patched in the bytes and decoded again. Only when that
+fails or finds something to explain does the slow path run: decode to plain Python objects,
+normalise the quirks, convert, and name the offending field if it still fails.
 """
 
 from __future__ import annotations
 
+import operator
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Generic, TypeVar, get_args, get_origin
 
 import msgspec
 
 from .errors import DecodeError, error_for, excerpt
-from .models import AccountInfo
+from .models import UNKNOWN_VALUES_SEEN, AccountInfo
 
 __all__ = ["ResponseDecoder", "decode_account_info", "raise_for_error"]
 
@@ -44,7 +46,7 @@ _plain_decoder = msgspec.json.Decoder(float_hook=Decimal)
 class _Shape:
     """What the check and the normaliser need to know about one Struct type."""
 
-    __slots__ = ("amounts", "enums", "nested", "wire_fields")
+    __slots__ = ("amounts", "enums", "get_amounts", "nested", "wire_fields")
 
     def __init__(self, struct: type[msgspec.Struct]) -> None:
         info = msgspec.inspect.type_info(struct)
@@ -68,6 +70,14 @@ class _Shape:
             elif kind in ("struct", "list"):
                 self.nested += ((f.name, extra),)
                 self.wire_fields[f.encode_name] = (kind, extra)
+        # One C-level call fetching every amount as a tuple (attrgetter of one name returns
+        # the bare value, so single-amount structs get a tuple-making wrapper).
+        self.get_amounts: Callable[[Any], tuple[Any, ...]] | None = None
+        if len(self.amounts) > 1:
+            self.get_amounts = operator.attrgetter(*self.amounts)
+        elif self.amounts:
+            only = self.amounts[0]
+            self.get_amounts = lambda obj: (getattr(obj, only),)
 
 
 def _classify(t: msgspec.inspect.Type) -> tuple[str, Any]:
@@ -100,21 +110,88 @@ def _shape(struct: type[msgspec.Struct]) -> _Shape:
     return shape
 
 
-def _needs_slow_path(obj: Any) -> bool:
-    """True when a fast-decoded value holds a non-finite amount or an unknown enum value."""
+# A literal "UNKNOWN" from Binance is as unknown to this release as any new value.
+_LITERAL_UNKNOWN = b'"UNKNOWN"'
+_ZERO = Decimal(0)
+
+
+def _all_finite(obj: Any) -> bool:
+    """Whether every amount in a fast-decoded value is finite.
+
+    Python's Decimal (which msgspec uses) also reads "NaN", "sNaN", "Inf" and "Infinity";
+    amounts must be finite. Summing the amounts is one C-level pass: a NaN or an infinity
+    anywhere makes the sum non-finite, and a signalling NaN or Inf - Inf raises.
+    """
     if isinstance(obj, list):
-        return any(_needs_slow_path(item) for item in obj)
+        return all(_all_finite(item) for item in obj)
     if not isinstance(obj, msgspec.Struct):
-        return False
+        return True
     shape = _shape(type(obj))
-    for name in shape.amounts:
-        value = getattr(obj, name)
-        if value is not None and not value.is_finite():
-            return True
-    for name, cls in shape.enums:
-        if getattr(obj, name) is cls.__members__["UNKNOWN"]:
-            return True
-    return any(_needs_slow_path(getattr(obj, name)) for name, _ in shape.nested)
+    if shape.get_amounts is not None:
+        try:
+            if not sum(filter(None, shape.get_amounts(obj)), _ZERO).is_finite():
+                return False
+        except ArithmeticError:
+            return False
+    return all(_all_finite(getattr(obj, name)) for name, _ in shape.nested)
+
+
+def _amount_wire_names(target: Any) -> frozenset[str]:
+    """Wire names of every amount field reachable from ``target`` (a Struct or list of them)."""
+    if get_origin(target) is list:
+        target = get_args(target)[0]
+    if not (isinstance(target, type) and issubclass(target, msgspec.Struct)):
+        return frozenset()
+    names: set[str] = set()
+    for wire, (kind, extra) in _shape(target).wire_fields.items():
+        if kind == "amount":
+            names.add(wire)
+        elif kind in ("struct", "list"):
+            names |= _amount_wire_names(extra)
+    return frozenset(names)
+
+
+_field_patterns: dict[str, re.Pattern[bytes]] = {}
+
+
+def _patch_quirks(body: bytes, message: str, amounts: frozenset[str]) -> bytes | None:
+    """Rewrite the documented amount quirks of the field msgspec complained about.
+
+    Fast path for ``"122,559.90199491"`` (strict groups of three) and ``""`` (-> null): fix
+    every value of that field name in place so the next fast decode passes. None when the
+    complaint is about anything else: the slow path then explains it.
+    """
+    if not message.startswith("Invalid decimal string"):
+        return None
+    match = _PATH_RE.search(message)
+    if match is None:
+        return None
+    name = match.group(1).rsplit(".", 1)[-1]
+    if name not in amounts:
+        return None
+    pattern = _field_patterns.get(name)
+    if pattern is None:
+        pattern = _field_patterns[name] = re.compile(
+            b'("' + re.escape(name.encode()) + rb'"\s*:\s*)"([^"\\]*)"'
+        )
+    changed = False
+
+    def fix(m: re.Match[bytes]) -> bytes:
+        nonlocal changed
+        value = m.group(2)
+        if value == b"":
+            changed = True
+            return m.group(1) + b"null"
+        if _THOUSANDS_BYTES_RE.fullmatch(value):
+            changed = True
+            return m.group(1) + b'"' + value.replace(b",", b"") + b'"'
+        return m.group(0)
+
+    patched = pattern.sub(fix, body)
+    return patched if changed else None
+
+
+_THOUSANDS_BYTES_RE = re.compile(rb"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 
 
 # --- slow path -------------------------------------------------------------------------
@@ -211,22 +288,36 @@ class ResponseDecoder(Generic[T]):
     Build one per type and reuse it: it holds the compiled msgspec decoder.
     """
 
-    __slots__ = ("_decoder", "type")
+    __slots__ = ("_amounts", "_decoder", "type")
 
     def __init__(self, type_: type[T]) -> None:
         self.type = type_
         self._decoder: msgspec.json.Decoder[T] = msgspec.json.Decoder(type_)
+        self._amounts = _amount_wire_names(type_)
 
     def decode(self, body: bytes, status: int = 200) -> T:
         """Decode ``body``; raise :class:`DecodeError` (or an :class:`APIError` carried in a
         200 body) when it is not a valid ``T``."""
-        try:
-            result = self._decoder.decode(body)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        if _LITERAL_UNKNOWN in body:
             return _slow_decode(body, self.type, status)
-        if _needs_slow_path(result):
-            return _slow_decode(body, self.type, status)
-        return result
+        data = body
+        seen = UNKNOWN_VALUES_SEEN[0]
+        # Each pass can fix one quirky field name; a body has at most that many.
+        for _ in range(len(self._amounts) + 1):
+            try:
+                result = self._decoder.decode(data)
+            except msgspec.ValidationError as exc:
+                patched = _patch_quirks(data, str(exc), self._amounts)
+                if patched is None:
+                    break
+                data = patched
+                continue
+            except msgspec.DecodeError:
+                break
+            if UNKNOWN_VALUES_SEEN[0] != seen or not _all_finite(result):
+                break  # an unknown enum value (keep its raw string) or a NaN: explain it
+            return result
+        return _slow_decode(body, self.type, status)
 
 
 def raise_for_error(status: int, headers: Mapping[str, str], body: bytes) -> None:

@@ -56,13 +56,19 @@ __all__ = [
 ]
 
 
+UNKNOWN_VALUES_SEEN = [0]
+"""How many unknown enum values have been decoded so far (a counter the decoder compares)."""
+
+
 class _OpenEnum(str, enum.Enum):
     """A str enum whose unknown values become ``UNKNOWN`` instead of raising."""
 
     @classmethod
     def _missing_(cls, value: object) -> Any:
         # msgspec and plain calls (`AccountStatus("X")`) both land here for values this
-        # release does not know; the decoder keeps the raw string on the struct.
+        # release does not know. Counting them lets the decoder's fast path notice, without
+        # inspecting every field, that it must go back for the raw string.
+        UNKNOWN_VALUES_SEEN[0] += 1
         return cls.__members__["UNKNOWN"]
 
     def __str__(self) -> str:
