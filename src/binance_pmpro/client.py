@@ -362,6 +362,7 @@ class PortfolioMarginProClient:
         resynchronises the clock and is retried once. Every attempt re-acquires weight and
         is signed afresh (sign after waiting: the timestamp is never stale).
         """
+        # Every anyio clock read asks sniffio which loop runs: read it once per call here.
         started = anyio.current_time()
         policy = self.retry
         failures: list[str] = []
@@ -372,11 +373,16 @@ class PortfolioMarginProClient:
                 raise ConfigurationError(
                     f"{endpoint.path} is a SIGNED endpoint: give api_secret or private_key"
                 )
-            await self._ensure_clock()
+            if self.time_sync:
+                await self._ensure_clock(started)
         while True:
             attempt += 1
             try:
-                rate_wait = max(0.0, started + max_wait - anyio.current_time())
+                rate_wait = (
+                    max_wait
+                    if attempt == 1
+                    else max(0.0, started + max_wait - anyio.current_time())
+                )
                 response = await self._attempt(endpoint, params, window, rate_wait, attempt)
                 raise_for_error(response.status, response.headers, response.body)
                 return response
@@ -513,11 +519,8 @@ class PortfolioMarginProClient:
             except Exception:
                 logger.warning("request hook %r raised; ignored", hook, exc_info=True)
 
-    async def _ensure_clock(self) -> None:
+    async def _ensure_clock(self, now: float) -> None:
         """Sync with Binance's clock at first use and every ``time_sync_interval`` seconds."""
-        if not self.time_sync:
-            return
-        now = anyio.current_time()
         if self.clock.synced and now - self._synced_at < self.time_sync_interval:
             return
         if self._sync_lock is None:
