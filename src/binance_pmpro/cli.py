@@ -6,6 +6,9 @@ Commands::
                           [--timeout S] [--max-wait S] [--api-key KEY]
                           [--api-secret-file PATH | --private-key PATH] [-v]
     binance-pmpro fake-exchange [--host 127.0.0.1] [--port 0] [-v]
+    binance-pmpro balance | collateral-rates | index-price | loan | repay-history | ...
+                          [the options of account] [the endpoint's parameters]
+    binance-pmpro repay | bnb-transfer | set-margin-call-level | ... [--yes]
 
 ``account`` prints the Portfolio Margin Pro account's risk summary: a table by default,
 one JSON document with ``--json``. ``--demo`` (and, with a notice, a bare ``account`` run
@@ -13,6 +16,11 @@ from a terminal with no credentials configured at all) starts the built-in fake 
 loopback and runs the real client against it over HTTP. ``fake-exchange`` serves the fake
 exchange until interrupted; its first stdout line is JSON with ``base_url``, ``api_key`` and
 ``api_secret``.
+
+Every other Portfolio Margin Pro endpoint has a subcommand named in the endpoint table
+(:attr:`binance_pmpro.endpoints.Endpoint.cli`), with the same options, output and exit codes
+as ``account``. Write commands print exactly what they will send (to stderr) and ask for
+confirmation unless ``--yes`` is given; they never start a demo on their own (Decision 7).
 
 Exit codes (named constants below; also listed in ``--help``):
 
@@ -25,6 +33,8 @@ Exit codes (named constants below; also listed in ``--help``):
 5     network: no connection, a timeout, a connection lost mid-request
 6     server side: a 5xx or an "execution status unknown" code (-1000, -1006, ...)
 7     bad response: an HTML page, malformed or truncated JSON, an unexpected shape
+8     a write command was not confirmed: nothing was sent
+9     a write's outcome is unknown (timeout, 5xx, unreadable answer): check first
 70    internal error (a bug in binance-pmpro; run with -v for the traceback)
 130   interrupted (Ctrl-C)
 ====  ==========================================================================
@@ -45,6 +55,7 @@ import os
 import re
 import stat
 import sys
+import textwrap
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -58,6 +69,7 @@ import msgspec
 from . import __version__
 from .client import PortfolioMarginProClient
 from .decoding import decode_account_info
+from .endpoints import PORTFOLIO_ENDPOINTS, Budget, Endpoint, ParamType
 from .errors import (
     APIError,
     AuthenticationError,
@@ -72,16 +84,21 @@ from .errors import (
     WAFBlockedError,
     redact,
 )
-from .models import AccountInfo, AccountStatus, AccountType
+from .models import AccountInfo, AccountStatus, AccountType, MarginCallLevel, datetime_to_ms
+from .portfolio import PortfolioEndpointsMixin, WriteOutcomeUnknownError, decode_response
+from .requests import encode_value
+from .validation import EndpointCapError, ParameterError, prepare_params
 
 __all__ = [
     "EXIT_API_ERROR",
     "EXIT_AUTH",
     "EXIT_BAD_RESPONSE",
+    "EXIT_DECLINED",
     "EXIT_INTERNAL",
     "EXIT_INTERRUPTED",
     "EXIT_NETWORK",
     "EXIT_OK",
+    "EXIT_OUTCOME_UNKNOWN",
     "EXIT_RATE_LIMITED",
     "EXIT_SERVER",
     "EXIT_USAGE",
@@ -106,6 +123,11 @@ EXIT_SERVER = 6
 """Binance failed on its side (5xx, execution status unknown)."""
 EXIT_BAD_RESPONSE = 7
 """An answer came back but could not be understood."""
+EXIT_DECLINED = 8
+"""A write command was not confirmed: nothing was sent."""
+EXIT_OUTCOME_UNKNOWN = 9
+"""A write may or may not have been executed by Binance (timeout, 5xx, unreadable answer):
+check the account before sending it again."""
 EXIT_INTERNAL = 70
 """An unexpected exception: a bug (the traceback is printed with ``-v``)."""
 EXIT_INTERRUPTED = 130
@@ -122,6 +144,8 @@ exit codes:
   {EXIT_NETWORK:<4} network: connection refused, timeout, connection lost
   {EXIT_SERVER:<4} server side: 5xx or "execution status unknown" (-1000, -1006, ...)
   {EXIT_BAD_RESPONSE:<4} bad response: HTML page, malformed or truncated JSON
+  {EXIT_DECLINED:<4} a write command was not confirmed: nothing was sent
+  {EXIT_OUTCOME_UNKNOWN:<4} a write's outcome is unknown (timeout, 5xx): check before retrying
   {EXIT_INTERNAL:<4} internal error (a bug; run with -v for the traceback)
   {EXIT_INTERRUPTED:<4} interrupted (Ctrl-C)
 """
@@ -217,6 +241,7 @@ Command line for Binance's Portfolio Margin Pro API.
   binance-pmpro account --demo     try it without keys, against the built-in fake exchange
   binance-pmpro account            your account (BINANCE_API_KEY + BINANCE_API_SECRET)
   binance-pmpro account --json     the same as one JSON document
+  binance-pmpro balance --demo     balances; every endpoint has its command (list below)
   binance-pmpro fake-exchange      serve the fake exchange for other programs' tests
 """
 
@@ -286,6 +311,63 @@ class _RefuseSecret(argparse.Action):
         )
 
 
+def _add_connection_options(parser: argparse.ArgumentParser) -> None:
+    """--json, --demo, --base-url, timing and credential options (account and the family)."""
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON document instead of the table"
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="ask the built-in fake exchange on 127.0.0.1 instead of Binance (no keys needed)",
+    )
+    parser.add_argument(
+        "--base-url",
+        type=_base_url,
+        metavar="URL",
+        help="Binance's REST root (default: https://api.binance.com); http:// only for "
+        "loopback hosts",
+    )
+    parser.add_argument(
+        "--recv-window",
+        type=_recv_window,
+        metavar="MS",
+        help="how long a signed request stays valid, in ms, 1..60000 (default: 5000)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_timeout,
+        metavar="S",
+        help="network timeout for each phase of the request, in seconds (fractions allowed)",
+    )
+    parser.add_argument(
+        "--max-wait",
+        type=_max_wait,
+        metavar="S",
+        help="longest wait for rate-limit weight, a 429 pause included, in seconds "
+        "(default: 10; 0: fail at once)",
+    )
+    parser.add_argument("--api-key", metavar="KEY", help="API key (default: $BINANCE_API_KEY)")
+    secret = parser.add_mutually_exclusive_group()
+    secret.add_argument(
+        "--api-secret-file",
+        metavar="PATH",
+        help="file holding the HMAC API secret ('-': standard input); never the secret "
+        "itself on the command line (see above)",
+    )
+    secret.add_argument(
+        "--private-key",
+        metavar="PATH",
+        help="RSA or Ed25519 private key file (PEM or DER); its password, if any, from "
+        f"${PASSWORD_ENV_VAR}",
+    )
+    # `--api-secret X` is the likeliest mistake: refuse it with the reason, where argparse's
+    # generic "unrecognized arguments" would repeat the secret on stderr.
+    parser.add_argument(
+        "--api-secret", "--secret", nargs="?", action=_RefuseSecret, help=argparse.SUPPRESS
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``argparse`` parser of the ``binance-pmpro`` command line."""
     formatter = argparse.RawDescriptionHelpFormatter
@@ -307,61 +389,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
         allow_abbrev=False,
     )
-    account.add_argument(
-        "--json", action="store_true", help="print one JSON document instead of the table"
-    )
-    account.add_argument(
-        "--demo",
-        action="store_true",
-        help="ask the built-in fake exchange on 127.0.0.1 instead of Binance (no keys needed)",
-    )
-    account.add_argument(
-        "--base-url",
-        type=_base_url,
-        metavar="URL",
-        help="Binance's REST root (default: https://api.binance.com); http:// only for "
-        "loopback hosts",
-    )
-    account.add_argument(
-        "--recv-window",
-        type=_recv_window,
-        metavar="MS",
-        help="how long a signed request stays valid, in ms, 1..60000 (default: 5000)",
-    )
-    account.add_argument(
-        "--timeout",
-        type=_timeout,
-        metavar="S",
-        help="network timeout for each phase of the request, in seconds (fractions allowed)",
-    )
-    account.add_argument(
-        "--max-wait",
-        type=_max_wait,
-        metavar="S",
-        help="longest wait for rate-limit weight, a 429 pause included, in seconds "
-        "(default: 10; 0: fail at once)",
-    )
-    account.add_argument("--api-key", metavar="KEY", help="API key (default: $BINANCE_API_KEY)")
-    secret = account.add_mutually_exclusive_group()
-    secret.add_argument(
-        "--api-secret-file",
-        metavar="PATH",
-        help="file holding the HMAC API secret ('-': standard input); never the secret "
-        "itself on the command line (see above)",
-    )
-    secret.add_argument(
-        "--private-key",
-        metavar="PATH",
-        help="RSA or Ed25519 private key file (PEM or DER); its password, if any, from "
-        f"${PASSWORD_ENV_VAR}",
-    )
-    # `--api-secret X` is the likeliest mistake: refuse it with the reason, where argparse's
-    # generic "unrecognized arguments" would repeat the secret on stderr.
-    account.add_argument(
-        "--api-secret", "--secret", nargs="?", action=_RefuseSecret, help=argparse.SUPPRESS
-    )
+    _add_connection_options(account)
     _add_common(account)
     account.set_defaults(handler=_run_account)
+
+    for endpoint in PORTFOLIO_ENDPOINTS:
+        if endpoint.cli is not None:
+            _add_endpoint_command(commands, endpoint)
 
     fake = commands.add_parser(
         "fake-exchange",
@@ -380,6 +414,155 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(fake)
     fake.set_defaults(handler=_run_fake_exchange)
     return parser
+
+
+# --- the Portfolio Margin Pro family: one subcommand per endpoint of the table -------------
+
+_OPTION_NAMES: dict[str, str] = {
+    "startTime": "--start",
+    "endTime": "--end",
+    "current": "--page",
+    "transferSide": "--side",
+    "transferType": "--type",
+    "marginCallLevel": "--level",
+}
+"""Command-line spellings of Binance's parameter names (others: ``--`` + kebab-case)."""
+
+_ON_OFF = {"on": True, "true": True, "off": False, "false": False}
+
+
+def _option_name(name: str) -> str:
+    return _OPTION_NAMES.get(name, "--" + _snake(name).replace("_", "-"))
+
+
+def _dest(name: str) -> str:
+    return "p_" + _snake(name)
+
+
+def _decimal_arg(text: str) -> Decimal:
+    try:
+        value = Decimal(text.strip())
+    except ArithmeticError:
+        raise argparse.ArgumentTypeError(f"not a decimal number: {text!r}") from None
+    if not value.is_finite():
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def _int_arg(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def _time_arg(text: str) -> int:
+    """Epoch ms, or an ISO 8601 date/time (UTC unless it carries an offset)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (ISO 8601 like 2024-11-01 or 2024-11-01T12:00:00Z, or "
+            "epoch milliseconds)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return datetime_to_ms(moment)
+
+
+def _budget_text(endpoint: Endpoint) -> str:
+    weight = endpoint.weight_text or str(endpoint.weight_for({}))
+    budget = "the account's UID budget" if endpoint.budget is Budget.SAPI_UID else "the IP budget"
+    return f"weight {weight} on {budget}"
+
+
+def _endpoint_description(endpoint: Endpoint) -> str:
+    lines = [
+        f"{endpoint.title}: {endpoint.method} {endpoint.path}",
+        f"({endpoint.security.value}, {_budget_text(endpoint)}).",
+    ]
+    if endpoint.cap is not None:
+        lines.append(f"Binance allows {endpoint.cap.text} per account.")
+    if endpoint.date_range is not None:
+        rule = endpoint.date_range
+        lines.append(
+            f"Range: no bound = the last {rule.default_days} days; one bound = "
+            f"{rule.default_days} days from/up to it; both at most {rule.max_span_days} days "
+            "apart."
+        )
+    if endpoint.is_write:
+        text = (
+            "This is a write: it prints exactly what it will send and asks for confirmation "
+            "(--yes skips the question). It is never sent twice: when its outcome is unknown "
+            f"(timeout, 5xx) it exits with code {EXIT_OUTCOME_UNKNOWN}; check "
+            f"{endpoint.verify} before trying again. There is no automatic demo for writes: "
+            "--demo says you mean the fake exchange."
+        )
+        lines += ["", *textwrap.wrap(text, 88)]
+    else:
+        lines += [
+            "",
+            "Prints a table by default, every amount in full; --json prints one JSON document",
+            "with every field Binance sent (snake_case names, amounts as exact strings).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _add_endpoint_command(commands: Any, endpoint: Endpoint) -> None:
+    assert endpoint.cli is not None
+    sub = commands.add_parser(
+        endpoint.cli,
+        help=endpoint.title,
+        description=_endpoint_description(endpoint),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    for param in endpoint.params:
+        if param.boolean:
+            sub.add_argument(
+                _dest(param.name),
+                metavar="on|off",
+                choices=sorted(_ON_OFF),
+                help=f"the new value of {param.name}",
+            )
+            continue
+        kwargs: dict[str, Any] = {"dest": _dest(param.name), "required": param.mandatory}
+        if param.choices:
+            kwargs["choices"] = param.choices
+        if param.time:
+            kwargs.update(type=_time_arg, metavar="TIME")
+        elif param.type is ParamType.DECIMAL:
+            kwargs.update(type=_decimal_arg, metavar="DECIMAL")
+        elif param.type is ParamType.LONG:
+            kwargs.update(type=_int_arg, metavar="N")
+        else:
+            kwargs["metavar"] = "|".join(param.choices) if param.choices else param.name.upper()
+        notes = [param.doc] if param.doc else []
+        if param.known:
+            notes.append("documented: " + ", ".join(param.known))
+        if param.minimum is not None and param.maximum is not None:
+            notes.append(f"{param.minimum}..{param.maximum}")
+        if param.default is not None:
+            notes.append(f"Binance's default: {param.default}")
+        if param.time:
+            notes.append("ISO 8601 (UTC unless given) or epoch ms")
+        kwargs["help"] = f"{param.name}" + (f": {'; '.join(notes)}" if notes else "")
+        if param.choices:
+            del kwargs["metavar"]
+        sub.add_argument(_option_name(param.name), **kwargs)
+    _add_connection_options(sub)
+    if endpoint.is_write:
+        sub.add_argument(
+            "--yes",
+            "-y",
+            action="store_true",
+            help="send without asking (the plan is still printed to stderr)",
+        )
+    _add_common(sub)
+    sub.set_defaults(handler=_run_endpoint, endpoint=endpoint)
 
 
 # --- output --------------------------------------------------------------------------------
@@ -522,6 +705,114 @@ def render_table(info: AccountInfo, body: bytes) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --- output of the family's commands ---------------------------------------------------------
+
+
+def _struct_names(struct: msgspec.Struct) -> dict[str, str]:
+    """Binance's field name -> attribute of a decoded struct (the ``*_raw`` ones left out)."""
+    return {
+        f.encode_name: f.name
+        for f in msgspec.structs.fields(type(struct))
+        if not f.encode_name.endswith(".raw")
+    }
+
+
+def _typed_value(struct: msgspec.Struct, attr: str, sent: Any) -> Any:
+    value = getattr(struct, attr)
+    if isinstance(value, enum.Enum):
+        raw = getattr(struct, f"{attr}_raw", None)
+        return raw if value.name == "UNKNOWN" and raw is not None else str(value.value)
+    if isinstance(value, Decimal):
+        return amount_text(value)
+    if isinstance(value, (list, msgspec.Struct)):
+        return endpoint_document(value, sent)
+    return value
+
+
+def endpoint_document(typed: Any, plain: Any) -> Any:
+    """The ``--json`` document of a family command: ``plain`` (the body as plain JSON, its
+    numbers Decimals) in Binance's order with snake_case names; known amounts from the
+    decoded ``typed`` value as exact strings, enums as Binance's strings, ``null`` for an
+    empty amount; unknown fields passed through as sent."""
+    if isinstance(typed, list):
+        items = plain if isinstance(plain, list) else [plain]  # a bare object: one item
+        return [endpoint_document(t, p) for t, p in zip(typed, items, strict=False)]
+    if not (isinstance(typed, msgspec.Struct) and isinstance(plain, dict)):
+        return plain
+    names = _struct_names(typed)
+    doc: dict[str, Any] = {}
+    for wire, sent in plain.items():
+        attr = names.get(wire)
+        doc[_snake(wire)] = _snake_keys(sent) if attr is None else _typed_value(typed, attr, sent)
+    return doc
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "(empty)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return render_json(value)
+    if isinstance(value, Decimal):
+        return amount_text(value)
+    return str(value)
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    """A columnar table of flat rows; columns in first-seen order, cells never cut."""
+    if not rows:
+        return ["(none)"]
+    header: list[str] = []
+    for row in rows:
+        header += [key for key in row if key not in header]
+    cells = [header] + [[_cell(row.get(key, "")) for key in header] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells
+    ]
+
+
+def _flatten(rows: list[Any]) -> list[dict[str, Any]]:
+    """One line per nested item when each row carries one list of objects (tiers)."""
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        if not isinstance(row, dict):
+            out.append({"value": row})
+            continue
+        nested = [
+            k for k, v in row.items() if isinstance(v, list) and all(isinstance(i, dict) for i in v)
+        ]
+        if len(nested) != 1 or not row[nested[0]]:
+            out.append(row)
+            continue
+        scalars = {k: v for k, v in row.items() if k != nested[0]}
+        out += [{**scalars, **item} for item in row[nested[0]]]
+    return out
+
+
+def endpoint_table(endpoint: Endpoint, doc: Any) -> str:
+    """The default output of a family command, from its :func:`endpoint_document`."""
+    if isinstance(doc, list):
+        return "\n".join(_columns(_flatten(doc))) + "\n"
+    assert isinstance(doc, dict)
+    scalars = {k: v for k, v in doc.items() if not isinstance(v, list)}
+    lists = {k: v for k, v in doc.items() if isinstance(v, list)}
+    if not doc and endpoint.response is MarginCallLevel:
+        scalars = {"margin_call_level": "(not set)"}
+    lines: list[str] = []
+    if scalars:
+        rows = [("field", "value")] + [(k, _cell(v)) for k, v in scalars.items()]
+        width = max(len(r[0]) for r in rows)
+        lines += [f"{a:<{width}}  {b}".rstrip() for a, b in rows]
+    for key, items in lists.items():
+        if lines:
+            lines.append("")
+        lines.append(f"{key}:")
+        lines += _columns(_flatten(items))
+    return "\n".join(lines) + "\n"
+
+
 # --- logging and messages ------------------------------------------------------------------
 
 
@@ -607,6 +898,12 @@ def classify(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, CliError):
         return exc.code, str(exc)
     text = _describe(exc)
+    if isinstance(exc, WriteOutcomeUnknownError):
+        return EXIT_OUTCOME_UNKNOWN, f"outcome unknown: {text}"
+    if isinstance(exc, EndpointCapError):
+        return EXIT_RATE_LIMITED, f"endpoint cap reached: {text}"
+    if isinstance(exc, ParameterError):
+        return EXIT_USAGE, f"bad parameter: {text}"
     if isinstance(exc, RateLimitedError):
         when = []
         if exc.retry_after is not None:
@@ -800,6 +1097,180 @@ async def _run_account(args: argparse.Namespace, secrets: _Secrets) -> int:
     sys.stdout.write(out)
     sys.stdout.flush()
     return EXIT_OK
+
+
+# --- the family's commands -----------------------------------------------------------------
+
+
+class _Client(PortfolioMarginProClient, PortfolioEndpointsMixin):
+    """The client with the family's methods; the same class as the client's own once that
+    inherits :class:`~binance_pmpro.portfolio.PortfolioEndpointsMixin`."""
+
+
+def _endpoint_values(args: argparse.Namespace, endpoint: Endpoint) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for param in endpoint.params:
+        value = getattr(args, _dest(param.name))
+        if param.boolean and value is not None:
+            value = _ON_OFF[value]
+        values[param.name] = value
+    return values
+
+
+def _plan(endpoint: Endpoint, wire: dict[str, Any], where: str) -> str:
+    sent = " ".join(f"{k}={encode_value(v)}" for k, v in wire.items()) or "(no parameters)"
+    lines = [
+        f"about to send to {where}:",
+        f"  {endpoint.method} {endpoint.path}  {sent}",
+        f"  {endpoint.title}; {_budget_text(endpoint)}",
+    ]
+    if endpoint.security.signed:
+        lines.append("  signed: recvWindow, timestamp and signature are added when it is sent")
+    if endpoint.cap is not None:
+        lines.append(f"  Binance allows {endpoint.cap.text} per account")
+    return "\n".join(lines)
+
+
+def _confirm() -> bool:
+    sys.stderr.write("proceed? [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    if not sys.stdin.isatty():
+        sys.stderr.write("\n")  # a piped answer is not echoed: end the prompt's line
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _make_live_client(args: argparse.Namespace, secrets: _Secrets) -> _Client:
+    api_secret = None
+    if args.api_secret_file is not None:
+        api_secret = _read_secret_file(args.api_secret_file, secrets)
+    for name in ("BINANCE_API_SECRET", PASSWORD_ENV_VAR):
+        secrets.add(os.environ.get(name))
+    if not (args.api_key or os.environ.get("BINANCE_API_KEY")):
+        raise CliError(
+            EXIT_AUTH,
+            "credentials: a secret or private key but no API key: pass --api-key or set "
+            "BINANCE_API_KEY",
+        )
+    options = _client_options(args)
+    if args.base_url is not None:
+        options["base_url"] = args.base_url
+    try:
+        client = _Client(
+            api_key=args.api_key,
+            api_secret=api_secret,
+            private_key=Path(args.private_key) if args.private_key is not None else None,
+            **options,
+        )
+    except ConfigurationError as exc:
+        hint = ""
+        if "password" in str(exc).lower() and not os.environ.get(PASSWORD_ENV_VAR):
+            hint = f"; the password of an encrypted key comes from {PASSWORD_ENV_VAR}"
+        raise CliError(EXIT_AUTH, f"credentials: {exc}{hint}") from None
+    return client
+
+
+async def _run_endpoint(args: argparse.Namespace, secrets: _Secrets) -> int:
+    endpoint: Endpoint = args.endpoint
+    try:
+        wire = prepare_params(endpoint, _endpoint_values(args, endpoint))
+    except ParameterError as exc:
+        raise CliError(EXIT_USAGE, str(exc)) from None
+    hint = f"to try it without keys, run: binance-pmpro {endpoint.cli} --demo"
+    if args.demo:
+        _refuse_demo_with_credentials(args)
+        demo = True
+        notice = _DEMO_NOTICE
+    elif not _credentials_configured(args):
+        # Decision 7: never an automatic demo for a write, nor when stdout is not a terminal.
+        if endpoint.is_write or args.base_url is not None or not sys.stdout.isatty():
+            raise CliError(
+                EXIT_AUTH,
+                "no Binance credentials: set BINANCE_API_KEY and BINANCE_API_SECRET (or "
+                "BINANCE_PRIVATE_KEY_PATH), or pass --api-key with --api-secret-file or "
+                f"--private-key; {hint}",
+            )
+        demo = True
+        notice = _AUTO_DEMO_NOTICE
+    else:
+        demo = False
+        notice = ""
+    if demo:
+        from .testing import FakeExchange
+
+        fake = FakeExchange()
+        secrets.add(fake.demo_api_secret)
+        async with fake.serve(host="127.0.0.1", port=0) as server:
+            print(notice.format(url=server.base_url), file=sys.stderr, flush=True)
+            client = _Client(
+                api_key=fake.demo_api_key,
+                api_secret=fake.demo_api_secret,
+                base_url=server.base_url,
+                **_client_options(args),
+            )
+            where = f"the built-in fake exchange at {server.base_url} (demo, not Binance)"
+            body = await _call_endpoint(args, client, endpoint, wire, where, secrets)
+    else:
+        client = _make_live_client(args, secrets)
+        if client.signing_algorithm is None and endpoint.security.signed:
+            raise CliError(
+                EXIT_AUTH,
+                "credentials: an API key but no secret: give --api-secret-file or "
+                "--private-key (or set BINANCE_API_SECRET or BINANCE_PRIVATE_KEY_PATH)",
+            )
+        where = f"Binance at {client.base_url}"
+        body = await _call_endpoint(args, client, endpoint, wire, where, secrets)
+    if body is None:
+        return EXIT_DECLINED
+    try:
+        typed = decode_response(endpoint, body)
+    except DecodeError as exc:
+        if endpoint.is_write:
+            raise WriteOutcomeUnknownError(endpoint, exc) from exc
+        raise
+    doc = endpoint_document(typed, msgspec.json.Decoder(float_hook=Decimal).decode(body))
+    out = render_json(doc) + "\n" if args.json else endpoint_table(endpoint, doc)
+    sys.stdout.write(out)
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+async def _call_endpoint(
+    args: argparse.Namespace,
+    client: _Client,
+    endpoint: Endpoint,
+    wire: dict[str, Any],
+    where: str,
+    secrets: _Secrets,
+) -> bytes | None:
+    """The body of one call, or None when a write was not confirmed (nothing sent)."""
+    async with client:
+        log.debug("%r, recv window %s ms", client, client.recv_window)
+        if endpoint.is_write:
+            _say(sys.stderr, _plan(endpoint, wire, where), secrets)
+            if not args.yes and not _confirm():
+                _say(sys.stderr, "not confirmed: nothing was sent", secrets)
+                return None
+        body: bytes = await client.call_raw(endpoint, wire)
+        return body
+
+
+def _refuse_demo_with_credentials(args: argparse.Namespace) -> None:
+    given = [
+        flag
+        for flag, value in (
+            ("--base-url", args.base_url),
+            ("--api-key", args.api_key),
+            ("--api-secret-file", args.api_secret_file),
+            ("--private-key", args.private_key),
+        )
+        if value is not None
+    ]
+    if given:
+        raise CliError(
+            EXIT_USAGE,
+            f"--demo talks to its own fake exchange with its own key: drop {', '.join(given)}",
+        )
 
 
 # --- fake-exchange -------------------------------------------------------------------------
