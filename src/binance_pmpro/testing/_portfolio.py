@@ -15,7 +15,6 @@ history.
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -194,6 +193,14 @@ class PortfolioState:
     """The ``GET /sapi/v2/portfolio/account`` answer, Binance's field names."""
     cap_calls: dict[str, deque[int]] = field(default_factory=dict)
     """Server times (ms) of the accepted calls of capped endpoints, by endpoint name."""
+    next_tran_id: int = 58203331886213504
+    """The next transaction id: above 2**53 like Binance's (the repay example's first)."""
+
+    def new_tran_id(self) -> int:
+        """A fresh transaction id."""
+        tran_id = self.next_tran_id
+        self.next_tran_id += 1
+        return tran_id
 
     def balance_row(self, asset: str) -> dict[str, Any]:
         """The balance row of ``asset`` (created with zeros if new)."""
@@ -203,7 +210,6 @@ class PortfolioState:
         return row
 
 
-_TRAN_IDS = itertools.count(58203331886213504)  # above 2**53, like Binance's ids
 
 
 # --- exchange-wide data ---------------------------------------------------------------------
@@ -483,7 +489,7 @@ def _repay(exchange: FakeExchange, request: FakeRequest) -> Any:
         row["updateTime"] = request.server_time_ms
     state.loan_amount = ZERO
     state.repays.append(RepayRow(asset, amount, request.server_time_ms))
-    return {"tranId": next(_TRAN_IDS)}
+    return {"tranId": state.new_tran_id()}
 
 
 @_handler(SET_AUTO_REPAY)
@@ -570,7 +576,7 @@ def _bnb_transfer(exchange: FakeExchange, request: FakeRequest) -> Any:
     else:
         _move(row, "umWalletBalance", "crossMarginFree", amount, now)
         row["crossMarginAsset"] += amount
-    return {"tranId": next(_TRAN_IDS)}
+    return {"tranId": state.new_tran_id()}
 
 
 @_handler(EARN_ASSET_TRANSFER)
