@@ -12,6 +12,11 @@
     ) as client:
         info = await client.account_info()
 
+Every Portfolio Margin Pro endpoint is served with per-account state
+(:meth:`FakeExchange.portfolio_state`): transfers and fund collection move the balances, a
+repayment clears the loan and shows in the repay history, the switches show in their
+queries, and Binance's per-endpoint caps and date-range rules apply.
+
 With pytest, the ``fake_exchange`` and ``fake_client`` fixtures do the wiring (the plugin
 is registered on install). ``async with fake.serve() as server:`` serves the same exchange
 over real HTTP on 127.0.0.1 for other processes and languages.
@@ -32,6 +37,7 @@ from ._exchange import (
     register_handler,
 )
 from ._faults import FaultKind, FaultRule
+from ._portfolio import InterestRow, PortfolioState, RepayRow
 from ._server import FakeServer
 from ._transport import FakeTransport
 
@@ -46,6 +52,9 @@ __all__ = [
     "FaultKind",
     "FaultRule",
     "Handler",
+    "InterestRow",
+    "PortfolioState",
+    "RepayRow",
     "Reply",
     "ReplyAction",
     "RequestRecord",

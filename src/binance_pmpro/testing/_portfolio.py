@@ -52,7 +52,7 @@ from ._exchange import ExchangeError, FakeRequest, Handler, register_handler
 if TYPE_CHECKING:
     from ._exchange import FakeExchange
 
-__all__ = ["PortfolioState"]
+__all__ = ["InterestRow", "PortfolioState", "RepayRow"]
 
 DAY_MS = 86_400_000
 ZERO = Decimal(0)
@@ -208,8 +208,6 @@ class PortfolioState:
         if row is None:
             row = self.balances[asset] = _row(asset)
         return row
-
-
 
 
 # --- exchange-wide data ---------------------------------------------------------------------
