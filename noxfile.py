@@ -8,13 +8,13 @@ from pathlib import Path
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
-SOURCES = ["src", "tests", "benchmarks", "noxfile.py"]
+SOURCES = ["src", "tests", "benchmarks", "examples", "docs/_hooks", "noxfile.py"]
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole test suite, on asyncio and trio."""
-    session.install("-e", ".[test,fast]")
+    session.install("-e", ".[test,fast,examples]")
     session.run("python", "-m", "pytest", *session.posargs)
 
 

@@ -51,7 +51,6 @@ DEFAULT_MAX_WAIT = 10.0
 
 T = TypeVar("T")
 
-_PER_CLIENT: Any = object()  # sentinel: "make a limiter of my own"
 
 
 class PortfolioMarginProClient:
@@ -116,7 +115,7 @@ class PortfolioMarginProClient:
         max_connections: int = 100,
         idle_timeout: float | None = 30.0,
         ssl_context: ssl.SSLContext | None = None,
-        rate_limiter: RateLimiter | None = _PER_CLIENT,
+        rate_limiter: RateLimiter | Literal["per-client"] | None = "per-client",
         uid_limit: int = 180_000,
         ip_limit: int = 12_000,
         account_id: str | None = None,
@@ -138,7 +137,7 @@ class PortfolioMarginProClient:
         if max_wait < 0:
             raise ConfigurationError("max_wait must be >= 0 seconds")
         self.max_wait = max_wait
-        if rate_limiter is _PER_CLIENT:
+        if rate_limiter == "per-client":
             rate_limiter = RateLimiter(uid_limit=uid_limit, ip_limit=ip_limit)
         self._limiter: RateLimiter | None = rate_limiter
         self._account = account_id or (

@@ -114,7 +114,8 @@ class AccountInfo(msgspec.Struct, frozen=True, kw_only=True):
 
     uni_mmr: Decimal | None = msgspec.field(name="uniMMR")
     """Unified maintenance-margin ratio: unified equity / unified maintenance margin.
-    Above 1.5 trading is free; at or below 1.05 the account is liquidated."""
+    Above 1.5 trading is free; at or below 1.05 the account risks liquidation (Binance: keep it
+    above 1.05)."""
     account_equity: Decimal | None = msgspec.field(name="accountEquity")
     """Account equity after collateral rates (USD)."""
     actual_equity: Decimal | None = msgspec.field(name="actualEquity")

@@ -36,8 +36,8 @@ class RetryPolicy:
     """How a call retries failed attempts: capped exponential backoff with full jitter.
 
     The wait before retry ``n`` (1-based) is uniform in ``[0, min(max_delay, base_delay *
-    2 ** (n - 1))]`` seconds; no retry starts if it could not finish before ``deadline``
-    seconds after the call began.
+    2 ** (n - 1))]`` seconds; no retry starts later than ``deadline`` seconds after the call
+    began (its backoff included).
     """
 
     max_attempts: int = 3

@@ -5,7 +5,7 @@
 
     fake = FakeExchange()
     fake.set_account(uni_mmr="1.08", account_status="MARGIN_CALL")
-    fake.inject(FaultKind.HTML_ERROR_PAGE)          # the next request gets a 502 page
+    fake.inject(FaultKind.HTML_ERROR_PAGE, path="/sapi/v1/portfolio/account")  # a 502 page
     async with PortfolioMarginProClient(
         fake.demo_api_key, fake.demo_api_secret,
         base_url=fake.base_url, http_client=fake.http_client(),
