@@ -85,7 +85,7 @@ from .errors import (
     redact,
 )
 from .models import AccountInfo, AccountStatus, AccountType, MarginCallLevel, datetime_to_ms
-from .portfolio import PortfolioEndpointsMixin, WriteOutcomeUnknownError, decode_response
+from .portfolio import WriteOutcomeUnknownError, decode_response
 from .requests import encode_value
 from .validation import EndpointCapError, ParameterError, prepare_params
 
@@ -1102,9 +1102,7 @@ async def _run_account(args: argparse.Namespace, secrets: _Secrets) -> int:
 # --- the family's commands -----------------------------------------------------------------
 
 
-class _Client(PortfolioMarginProClient, PortfolioEndpointsMixin):
-    """The client with the family's methods; the same class as the client's own once that
-    inherits :class:`~binance_pmpro.portfolio.PortfolioEndpointsMixin`."""
+_Client = PortfolioMarginProClient
 
 
 def _endpoint_values(args: argparse.Namespace, endpoint: Endpoint) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from .errors import (
 )
 from .events import Hook, RequestEvent
 from .models import AccountInfo, ServerTime
+from .portfolio import PortfolioEndpointsMixin
 from .ratelimit import BudgetKey, BudgetSnapshot, Permit, RateLimiter
 from .requests import PreparedRequest, build_request, check_recv_window, redact_query
 from .retry import RetryPolicy
@@ -52,8 +53,7 @@ DEFAULT_MAX_WAIT = 10.0
 T = TypeVar("T")
 
 
-
-class PortfolioMarginProClient:
+class PortfolioMarginProClient(PortfolioEndpointsMixin):
     """Async client for Binance's Portfolio Margin Pro API.
 
     One client is safe to share between any number of concurrent tasks, on asyncio or trio.
@@ -220,10 +220,19 @@ class PortfolioMarginProClient:
 
         Returns the offset in ms (positive: Binance's clock is ahead of ours).
         """
+        loop_sent = anyio.current_time()
         sent = ServerClock.local_ms()
         server = await self.server_time()
-        self.clock.update(ClockSample(sent, ServerClock.local_ms(), server))
-        self._synced_at = anyio.current_time()
+        received = ServerClock.local_ms()
+        loop_received = anyio.current_time()
+        self.clock.update(ClockSample(sent, received, server))
+        self._synced_at = loop_received
+        if self._limiter is not None:
+            # The limiter runs on the event loop's clock: give it the server's offset from
+            # that clock directly, bounded by the same round trip.
+            low = server * 1_000_000 - loop_received * 1e9
+            high = (server + 1) * 1_000_000 - loop_sent * 1e9
+            self._limiter.set_server_offset(round((low + high) / 2), round((high - low) / 2))
         logger.debug(
             "clock offset to Binance %+.1f ms (+/- %.1f ms)",
             self.clock.offset_ms,
