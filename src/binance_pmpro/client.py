@@ -35,8 +35,9 @@ from .errors import (
 )
 from .events import Hook, RequestEvent
 from .models import AccountInfo, ServerTime
+from .monitor import WatchMixin
 from .portfolio import PortfolioEndpointsMixin
-from .ratelimit import BudgetKey, BudgetSnapshot, Permit, RateLimiter
+from .ratelimit import BudgetKey, BudgetSnapshot, Permit, Priority, RateLimiter
 from .requests import PreparedRequest, build_request, check_recv_window, redact_query
 from .retry import RetryPolicy
 from .signing import Ed25519Signer, HmacSigner, PrivateKeySource, RsaSigner, load_signer
@@ -53,7 +54,7 @@ DEFAULT_MAX_WAIT = 10.0
 T = TypeVar("T")
 
 
-class PortfolioMarginProClient(PortfolioEndpointsMixin):
+class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
     """Async client for Binance's Portfolio Margin Pro API.
 
     One client is safe to share between any number of concurrent tasks, on asyncio or trio.
@@ -331,9 +332,15 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin):
         recv_window: int | None = None,
         max_wait: float | None = None,
         call_timeout: float | None = None,
+        priority: Priority = Priority.NORMAL,
     ) -> Any:
         response = await self._send(
-            endpoint, params, recv_window=recv_window, max_wait=max_wait, call_timeout=call_timeout
+            endpoint,
+            params,
+            recv_window=recv_window,
+            max_wait=max_wait,
+            call_timeout=call_timeout,
+            priority=priority,
         )
         return _decoder(endpoint).decode(response.body, response.status)
 
@@ -345,15 +352,16 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin):
         recv_window: int | None,
         max_wait: float | None,
         call_timeout: float | None = None,
+        priority: Priority = Priority.NORMAL,
     ) -> Response:
         """Run one call: attempts, retries and pauses, within the call's deadline."""
         window = self.recv_window if recv_window is None else check_recv_window(recv_window)
         budget_wait = self.max_wait if max_wait is None else max_wait
         limit = self.call_timeout if call_timeout is None else call_timeout
         if limit is None:
-            return await self._attempts(endpoint, params, window, budget_wait)
+            return await self._attempts(endpoint, params, window, budget_wait, priority)
         with anyio.move_on_after(limit):
-            return await self._attempts(endpoint, params, window, budget_wait)
+            return await self._attempts(endpoint, params, window, budget_wait, priority)
         raise DeadlineExceededError(
             f"{endpoint.method} {endpoint.path}: no answer within the call's {limit} s deadline",
             method=endpoint.method,
@@ -361,7 +369,12 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin):
         )
 
     async def _attempts(
-        self, endpoint: Endpoint, params: Mapping[str, Any], window: int, max_wait: float
+        self,
+        endpoint: Endpoint,
+        params: Mapping[str, Any],
+        window: int,
+        max_wait: float,
+        priority: Priority = Priority.NORMAL,
     ) -> Response:
         """Attempts until success or a failure the policy does not retry.
 
@@ -391,7 +404,9 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin):
                     if attempt == 1
                     else max(0.0, started + max_wait - anyio.current_time())
                 )
-                response = await self._attempt(endpoint, params, window, rate_wait, attempt)
+                response = await self._attempt(
+                    endpoint, params, window, rate_wait, attempt, priority
+                )
                 raise_for_error(response.status, response.headers, response.body)
                 return response
             except RateLimitedError as exc:
@@ -434,11 +449,12 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin):
         window: int,
         rate_wait: float,
         attempt: int,
+        priority: Priority = Priority.NORMAL,
     ) -> Response:
         """One HTTP exchange: weight, fresh timestamp and signature, send, observe."""
         transport = self._get_transport()
         weight = endpoint.weight_for(params)
-        permit = await self._acquire(endpoint, weight, rate_wait)
+        permit = await self._acquire(endpoint, weight, rate_wait, priority)
         async with permit:
             request = build_request(
                 endpoint,
@@ -550,11 +566,17 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin):
             self._synced_at = anyio.current_time() - self.time_sync_interval + 5.0
             logger.warning("could not sync with Binance's clock: %s", exc)
 
-    async def _acquire(self, endpoint: Endpoint, weight: int, max_wait: float) -> Permit:
+    async def _acquire(
+        self,
+        endpoint: Endpoint,
+        weight: int,
+        max_wait: float,
+        priority: Priority = Priority.NORMAL,
+    ) -> Permit:
         if self._limiter is None:
             return _UNLIMITED
         return await self._limiter.acquire(
-            self._budget_key(endpoint), weight, max_wait=max(0.0, max_wait)
+            self._budget_key(endpoint), weight, max_wait=max(0.0, max_wait), priority=priority
         )
 
 

@@ -19,7 +19,8 @@ queries, and Binance's per-endpoint caps and date-range rules apply.
 
 With pytest, the ``fake_exchange`` and ``fake_client`` fixtures do the wiring (the plugin
 is registered on install). ``async with fake.serve() as server:`` serves the same exchange
-over real HTTP on 127.0.0.1 for other processes and languages.
+over real HTTP on 127.0.0.1 for other processes and languages. A :class:`Scenario` scripts
+the account over time (``uniMMR`` sliding, status changes) for testing a risk watcher.
 """
 
 from ._exchange import (
@@ -38,6 +39,7 @@ from ._exchange import (
 )
 from ._faults import FaultKind, FaultRule
 from ._portfolio import InterestRow, PortfolioState, RepayRow
+from ._scenario import Scenario
 from ._server import FakeServer
 from ._transport import FakeTransport
 
@@ -58,6 +60,7 @@ __all__ = [
     "Reply",
     "ReplyAction",
     "RequestRecord",
+    "Scenario",
     "WeightKey",
     "WindowUsage",
     "register_handler",
