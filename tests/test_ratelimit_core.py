@@ -18,7 +18,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from binance_pmpro.ratelimit import NS, BudgetCore, Grant, IPGroupState, ServerOffset
+from binance_pmpro.ratelimit import (
+    NS,
+    BudgetCore,
+    Grant,
+    IPGroupState,
+    ServerOffset,
+    _http_date_s,
+)
 
 W = 60 * NS
 J = NS
@@ -301,11 +308,108 @@ def test_core_wide_error_bound_falls_back_to_the_offset_free_guard() -> None:
     assert core.ready_at(t + NS, 5) == t + NS + W
 
 
+def test_core_later_reading_supersedes_one_answered_before_it_was_sent() -> None:
+    core = aligned_core()
+    k = T0 // W + 1
+    t = k * W + 10 * NS
+    a = core.grant(t, 5)
+    b = core.grant(t + NS // 10, 5)
+    core.mark_sent(a, t)
+    core.mark_sent(b, t + NS // 10)
+    # a's count may include b (in flight when a left): bound 105 - 0 - 5 = 100 others.
+    core.on_response(a, t + NS // 2, 200, 105)
+    assert core.window_state(k)[2] == 100  # type: ignore[index]
+    # c left after a's answer came back, so the server counted c later than a: c's reading
+    # replaces a's even though it is lower. a and b have surely arrived by c's send (more
+    # than the 1 s spread after their grant): 110 - 10 - 5 (c) = 95 others.
+    c = core.grant(t + 2 * NS, 5)
+    core.mark_sent(c, t + 2 * NS)
+    core.on_response(c, t + 3 * NS, 200, 110)
+    assert core.window_state(k)[2] == 95  # type: ignore[index]
+    core.on_response(b, t + 4 * NS, 200, 100)  # b's reading: 100 - 0 - 5, no higher
+    assert core.window_state(k)[2] == 95  # type: ignore[index]
+
+
+def test_core_requests_surely_arrived_count_as_included() -> None:
+    core = aligned_core()  # spread 1 s: a request has surely arrived 1 s after its grant
+    k = T0 // W + 1
+    t = k * W + 10 * NS
+    old = [core.grant(t, 5) for _ in range(3)]
+    for g in old:
+        core.mark_sent(g, t)
+    x = core.grant(t + 2 * NS, 5)
+    core.mark_sent(x, t + 2 * NS)  # the three are still unanswered, but surely arrived
+    core.on_response(x, t + 3 * NS, 200, 20)
+    assert core.window_state(k)[2] == 0  # 20 = our four: nobody else
+
+
+def test_core_send_after_boundary_releases_the_earlier_window() -> None:
+    core = aligned_core(eps=10_000_000)
+    k = T0 // W + 1
+    t = k * W - NS // 2
+    g = core.grant(t, 5)
+    assert g.windows == (k - 1, k)
+    core.mark_sent(g, k * W + NS // 10)  # left after the boundary: cannot land in k - 1
+    assert g.windows == (k,)
+    assert core.window_state(k - 1)[0] == 0  # type: ignore[index]
+
+
+def test_core_offset_learned_from_date_headers_narrows() -> None:
+    clock = ServerOffset(drift_ppm=0)
+    true = 123_456_789_012
+    # Answers whose [send, receive] straddle server second ticks pin the offset down.
+    for sent in range(0, 20 * NS, 97_654_321):
+        received = sent + 40_000_000
+        stamped = sent + 15_000_000 + true  # server time when it wrote the Date header
+        date = stamped // NS
+        clock.learn(date * NS - received, (date + 1) * NS - sent, received)
+        assert clock.lo <= true <= clock.hi
+    assert clock.offset is not None
+    assert abs(clock.offset - true) <= clock.error <= 40_000_000
+    assert not clock.phase_only
+
+
+def test_core_explicit_offset_is_not_overridden_by_learning() -> None:
+    clock = ServerOffset()
+    clock.set(5 * NS, NS // 100, 0)
+    clock.learn(0, NS, 10)
+    clock.learn_boundary(0, NS, 10)
+    assert (clock.offset, clock.error) == (5 * NS, NS // 100)
+
+
+def test_core_count_drop_teaches_the_window_phase() -> None:
+    core = make(6000)
+    phase = 37 * NS + 123_456_789  # server time = local + phase (mod the window)
+    t = T0 + W - (T0 + phase) % W - 3 * NS  # 3 s before a server minute ends
+    a = core.grant(t, 5)
+    core.mark_sent(a, t)
+    core.on_response(a, t + NS // 2, 200, 3000)
+    b = core.grant(t + 4 * NS, 5)  # after the boundary
+    core.mark_sent(b, t + 4 * NS)
+    core.on_response(b, t + 4 * NS + NS // 2, 200, 5)  # the count dropped: new window
+    clock = core.clock
+    assert clock.offset is not None
+    assert clock.phase_only
+    # The boundary lies between a's send and b's answer: the phase is known to 4.5 s.
+    assert ((clock.offset - phase) % W) <= clock.error or (
+        (phase - clock.offset) % W <= clock.error
+    )
+    assert clock.error <= 9 * NS // 4
+
+
+def test_core_http_date_parsing() -> None:
+    assert _http_date_s("Tue, 14 Nov 2023 22:13:20 GMT") == 1_700_000_000
+    assert _http_date_s("garbage") is None
+    assert _http_date_s("Tue, 14 Foo 2023 22:13:20 GMT") is None
+    assert _http_date_s("Tue, 14 Nov 2023 22:13:20 CET") is None
+    assert _http_date_s(None) is None
+
+
 # --- offset-free guard ----------------------------------------------------------------------
 
 
 def test_core_offset_free_guard_bounds_by_latest_sent_response() -> None:
-    core = make(600)  # effective 594
+    core = make(600, probe_timeout_ns=5 * NS)  # effective 594
     t = T0
     a = core.grant(t, 5)
     core.mark_sent(a, t)
@@ -313,15 +417,21 @@ def test_core_offset_free_guard_bounds_by_latest_sent_response() -> None:
     core.mark_sent(b, t + NS)
     # b (sent later) answers first: the server had 500 then. a is still in flight and may
     # not be in b's count, so the bound is 500 + 5.
-    core.on_response(b, t + 2 * NS, 200, 500)
-    assert core.used(t + 2 * NS) >= 505
-    assert core.ready_at(t + 2 * NS, 90) == t + 2 * NS + W  # 505 + 90 > 594
-    assert core.ready_at(t + 2 * NS, 5) <= t + 2 * NS + NS  # paced, not blocked
-    # a's answer (sent earlier) does not replace b's reading.
-    core.on_response(a, t + 3 * NS, 200, 10)
-    assert core.ready_at(t + 3 * NS, 90) == t + 2 * NS + W
+    now = t + 2 * NS
+    core.on_response(b, now, 200, 500)
+    assert core.used(now) >= 505
+    assert core.ready_at(now, 5) <= now + NS  # paced, not blocked
+    # 505 + 100 > 594: blocked; a's answer may tell more, so look again soon.
+    assert core.ready_at(now, 100) == now + 5 * NS
+    # a's answer (sent earlier) does not replace b's reading: still 505.
+    core.on_response(a, now + NS, 200, 10)
+    assert core.used(now + NS) >= 505
+    # Nothing in flight: blocked until b's window is surely over...
+    assert core.ready_at(now + NS, 100) == now + W
+    # ...but one probe may use a quarter of the headroom (505 + 90 <= 594 + 6 / 4).
+    assert core.ready_at(now + NS, 90) <= now + NS
     # The window b landed in is over a minute after b's answer at the latest.
-    assert core.ready_at(t + 2 * NS + W, 90) <= t + 2 * NS + W + NS
+    assert core.ready_at(now + W, 100) <= now + W + NS
 
 
 def test_core_offset_free_guard_follows_a_newer_reading_after_reset() -> None:
@@ -329,7 +439,7 @@ def test_core_offset_free_guard_follows_a_newer_reading_after_reset() -> None:
     t = T0
     a = core.grant(t, 5)
     core.mark_sent(a, t)
-    core.on_response(a, t + NS, 200, 590)
+    core.on_response(a, t + NS, 200, 592)  # too full even for a probe
     assert core.ready_at(t + NS, 5) == t + NS + W
     # A request granted before the reading, sent later, reports a fresh window.
     core2 = make(600)

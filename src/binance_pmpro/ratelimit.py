@@ -14,10 +14,14 @@ Each budget here runs three checks, all evaluated in one synchronous step:
 2. a **log** of grants over the same span: an exact hard cap that also covers requests
    heavier than the pacer's burst;
 3. a **server guard** fed by the used-weight headers, for weight this process cannot see
-   (other processes, other tools on the account). With a known offset to the server's clock
-   it is a ledger per server minute (own charges + foreign "excess", reconciled with an
-   order-independent max rule); without one it bounds the current window from the most
-   recently sent response.
+   (other processes, other tools on the account). With the offset to the server's clock
+   known it is a ledger per server minute: our own charges (a request that may land on
+   either side of a boundary is charged to both until its answer proves which) plus the
+   others' weight, bounded from each header reading by what the count surely includes of
+   ours. The offset comes from :meth:`RateLimiter.set_server_offset` (a clock sync), else
+   it is learned from the responses' ``Date`` headers, else from the count itself (a drop
+   proves a minute boundary in between). Before any of that, the latest-sent response
+   bounds the window it landed in.
 
 A 429 pauses every caller of the budget until ``Retry-After`` (or the end of the server
 minute); the pause ends paced, without a burst. A 418 bans the IP: every budget of that IP
@@ -31,6 +35,7 @@ drive it in tests, and it only waits: strict FIFO per priority class, cancellati
 
 from __future__ import annotations
 
+import calendar
 import enum
 import math
 import time
@@ -142,15 +147,37 @@ class BudgetSnapshot:
 class ServerOffset:
     """What is known about the server's clock: ``server_ns = local_ns + offset`` within
     ``error`` ns at ``set_at``; the error grows by ``drift_ppm`` afterwards. Shared by every
-    budget of a limiter."""
+    budget of a limiter.
 
-    __slots__ = ("drift_ppm", "error", "offset", "set_at")
+    Set explicitly (:meth:`set`, from a clock sync), or learned while nothing was set: from
+    the ``Date`` headers of responses (each bounds the offset), and from the used-weight
+    header itself (a count that drops proves a window boundary in between, which gives the
+    offset up to whole windows: ``phase_only``). The intersection of the bounds tightens as
+    answers arrive.
+    """
 
-    def __init__(self, drift_ppm: int = 100) -> None:
+    __slots__ = (
+        "drift_ppm",
+        "error",
+        "explicit",
+        "hi",
+        "lo",
+        "offset",
+        "phase_only",
+        "set_at",
+        "window",
+    )
+
+    def __init__(self, drift_ppm: int = 100, window_ns: int = WINDOW_NS) -> None:
         self.offset: int | None = None
         self.error = 0
         self.set_at = 0
         self.drift_ppm = drift_ppm
+        self.window = window_ns
+        self.explicit = False
+        self.phase_only = False
+        self.lo = 0
+        self.hi = 0
 
     def set(self, offset_ns: int, error_ns: int, now: int) -> None:
         """Adopt a measured offset (server time minus local time) and its error bound."""
@@ -159,10 +186,46 @@ class ServerOffset:
         self.offset = int(offset_ns)
         self.error = int(error_ns)
         self.set_at = now
+        self.explicit = True
+        self.phase_only = False
+
+    def learn(self, lo: int, hi: int, now: int, *, phase: bool = False) -> None:
+        """Narrow a learned offset with one more bound ``lo <= offset <= hi`` (``phase``:
+        only modulo the window). Ignored while an explicit offset is set."""
+        if self.explicit or hi < lo:
+            return
+        phase_only = phase
+        if self.offset is not None:
+            phase_only = phase and self.phase_only
+            if phase or self.phase_only:
+                # One side is known only up to whole windows: line the two up.
+                w = self.window
+                shift = (self.offset - (lo + hi) // 2 + w // 2) // w * w
+                if phase:
+                    lo, hi = lo + shift, hi + shift
+                else:
+                    self.lo, self.hi = self.lo - shift, self.hi - shift
+            grown = (now - self.set_at) * self.drift_ppm // _PPM
+            new_lo = max(self.lo - grown, lo)
+            new_hi = min(self.hi + grown, hi)
+            # Disjoint bounds: the clock jumped (suspend, a step of either clock); start over.
+            if new_lo <= new_hi:
+                lo, hi = new_lo, new_hi
+        self.lo, self.hi = lo, hi
+        self.offset = (lo + hi) // 2
+        self.error = (hi - lo + 1) // 2
+        self.set_at = now
+        self.phase_only = phase_only
+
+    def learn_boundary(self, after: int, until: int, now: int) -> None:
+        """A server window started at some local time in ``(after, until]``."""
+        self.learn(-until, -after, now, phase=True)
 
     def clear(self) -> None:
         """Forget the offset (back to the mode that needs none)."""
         self.offset = None
+        self.explicit = False
+        self.phase_only = False
 
     def eps(self, now: int) -> int:
         """The error bound at ``now``, drift included."""
@@ -186,13 +249,58 @@ class IPGroupState:
 class _Window:
     """Ledger of one server minute."""
 
-    __slots__ = ("charged", "done", "excess", "foreign")
+    __slots__ = (
+        "charged",
+        "done",
+        "foreign",
+        "frontier",
+        "full",
+        "last_sent",
+        "pending",
+        "settled",
+    )
 
     def __init__(self) -> None:
         self.charged = 0  # own weight that may land in this window (in flight included)
         self.done = 0  # own weight the server's header proved it counted here
-        self.excess = 0  # reported usage not explained by own weight known to be included
         self.foreign = 0  # lower bound of others' weight here (drives the foreign forecast)
+        self.full = False  # the server said so (429)
+        # Header readings still in the running for "latest": [received at, bound on others'
+        # weight], bounds decreasing. A reading is dropped once a request sent after it was
+        # received has reported (that one was counted later, so it bounds more).
+        self.frontier: deque[list[int]] = deque()
+        self.last_sent = -(2**63)
+        # Own requests surely landing here, by the time they have surely arrived.
+        self.pending: deque[list[int]] = deque()  # [arrived by, weight, settled?]
+        self.settled = 0
+
+    @property
+    def excess(self) -> int:
+        """Upper bound of the weight the server counted here beyond our own, as of the
+        latest reading (all of it once the server answered 429)."""
+        if self.full:
+            return 1 << 62
+        return max(self.frontier[0][1], 0) if self.frontier else 0
+
+    def reading(self, sent: int, received: int, bound: int) -> None:
+        """Add one header reading: sent/received times of its request, and its bound."""
+        frontier = self.frontier
+        if sent > self.last_sent:
+            self.last_sent = sent
+            while frontier and frontier[0][0] <= sent:
+                frontier.popleft()
+        while frontier and frontier[-1][1] <= bound:
+            frontier.pop()
+        frontier.append([received, bound])
+
+    def settle(self, now: int) -> int:
+        """Settle every request that has surely arrived by ``now``; the settled weight."""
+        pending = self.pending
+        while pending and pending[0][0] <= now:
+            cell = pending.popleft()
+            cell[2] = 1
+            self.settled += cell[1]
+        return self.settled
 
 
 _GRANTED, _SENT, _FINISHED, _REFUNDED = 0, 1, 2, 3
@@ -202,9 +310,12 @@ class Grant:
     """One grant of the pure core: the record a :class:`Permit` carries."""
 
     __slots__ = (
+        "cell",
         "entry",
         "fin_snap",
         "granted_at",
+        "ref_sent",
+        "ref_used",
         "sent_at",
         "seq",
         "snap",
@@ -219,9 +330,12 @@ class Grant:
         self.sent_at = now
         self.seq = seq
         self.entry = entry  # this grant's cell in the log: [time, weight]
+        self.cell: list[int] | None = None  # its cell in a window's pending list
         self.windows: tuple[int, ...] = ()  # server minutes charged with this grant
         self.snap: tuple[int, ...] = ()  # each window's ``done`` when the request left
         self.fin_snap = 0  # finished weight when the request left
+        self.ref_sent = 0  # the latest-sent answered request when this one left...
+        self.ref_used = -1  # ...and the count it reported (-1: none)
         self.state = _GRANTED
 
     @property
@@ -268,7 +382,7 @@ class BudgetCore:
         self.burst_ppm = round(burst * _PPM)
         self.probe = probe
         self.probe_timeout = probe_timeout_ns
-        self.clock = offset if offset is not None else ServerOffset()
+        self.clock = offset if offset is not None else ServerOffset(window_ns=window_ns)
         self.group = group if group is not None else IPGroupState("default")
         # Pacer state: ``tat`` in units of ns * ``_den`` so that one unit of weight costs
         # exactly ``span`` units: integer arithmetic, no rounding drift.
@@ -286,6 +400,7 @@ class BudgetCore:
         self.server_used: int | None = None
         # Offset-free guard: the latest-sent response with a header.
         self._pf_value: int | None = None
+        self._pf_used: int | None = None
         self._pf_sent = 0
         self._pf_received = 0
         self.granted_cum = 0  # weight granted, refunds deducted
@@ -347,15 +462,20 @@ class BudgetCore:
         eps = self.clock.eps(now) if offset is not None else 0
         if offset is not None and eps * 10 <= self.window:
             ready = max(ready, self._ledger_ready(now, weight, offset, eps))
-        elif (
-            self._pf_value is not None
-            and now < self._pf_received + self.window
-            and self._pf_value + self.granted_cum + weight > self.effective
-        ):
+        elif self._pf_value is not None and now < self._pf_received + self.window:
             # No clock alignment: the latest-sent response bounds the window it landed in
             # (its count plus everything of ours it may not include) until that window is
-            # surely over.
-            ready = max(ready, self._pf_received + self.window)
+            # surely over. When that blocks, one request at a time may spend a quarter of the
+            # headroom to find out whether the server's window has turned over meanwhile.
+            bound = self._pf_value + self.granted_cum + weight
+            if bound > self.effective:
+                until = self._pf_received + self.window
+                if self.outstanding:
+                    # Answers still to come may show the window turned over: look again
+                    # then (they wake the queue) or after a while, not a minute from now.
+                    ready = max(ready, min(until, now + self.probe_timeout))
+                elif 4 * bound > self.ceiling + 3 * self.effective:
+                    ready = max(ready, until)
         # Cold start (or after an idle window): one request at a time until the server has
         # told us how much of the window others already used.
         if self.probe and self.outstanding and self._cold(now):
@@ -467,8 +587,30 @@ class BudgetCore:
         g.state = _SENT
         g.sent_at = now
         g.fin_snap = self.finished_cum
+        if self._pf_used is not None:
+            g.ref_sent = self._pf_sent
+            g.ref_used = self._pf_used
         windows = self._windows
-        g.snap = tuple(windows[k].done if k in windows else 0 for k in g.windows)
+        offset = self.clock.offset
+        if len(g.windows) > 1 and offset is not None:
+            # It cannot reach the server before it leaves: a window that ends before then
+            # is released.
+            first = (now + offset - self.clock.eps(now)) // self.window
+            for k in g.windows:
+                if k < first and k in windows:
+                    windows[k].charged -= g.weight
+            g.windows = tuple(k for k in g.windows if k >= first)
+        # What the server's count will surely include of ours, per window: the answers
+        # already back, or the requests that have surely arrived, whichever is more (both
+        # are lower bounds; the max rule needs one).
+        snap = []
+        for k in g.windows:
+            win = windows.get(k)
+            snap.append(max(win.done, win.settle(now)) if win is not None else 0)
+        g.snap = tuple(snap)
+        if len(g.windows) == 1 and g.windows[0] in windows:
+            g.cell = [g.granted_at + self.spread, g.weight, 0]
+            windows[g.windows[0]].pending.append(g.cell)
 
     def refund(self, g: Grant, now: int) -> bool:
         """Undo a grant whose request never reached the server. Idempotent; False when
@@ -485,6 +627,13 @@ class BudgetCore:
             win = self._windows.get(k)
             if win is not None:
                 win.charged -= w
+        cell = g.cell
+        if cell is not None:  # sent, then proved not to have left (a connect error)
+            if cell[2]:
+                win = self._windows.get(g.windows[0])
+                if win is not None:
+                    win.settled -= w
+            cell[1] = 0
         if g.seq == self._seq:
             # The pacer's state is exact to undo only for the latest grant; an older one
             # stays spent in the pacer (the log and ledger are refunded exactly).
@@ -537,16 +686,23 @@ class BudgetCore:
                 # own weight known to be in its count (responses received before we sent,
                 # and this request) is others' usage, or ours still in flight.
                 snap = g.snap[idx] if idx < len(g.snap) else 0
-                win.excess = max(win.excess, used - snap - w)
+                win.reading(sent, now, used - snap - w)
                 win.done += w
                 foreign = used - win.charged  # everything of ours could be in there
                 if foreign > win.foreign:
                     win.foreign = foreign
                     self._update_forecast(k_single)
-        if used is not None and counted and sent >= self._pf_sent:
-            self._pf_sent = sent
-            self._pf_received = now
-            self._pf_value = used - g.fin_snap - w
+        if used is not None and counted:
+            if 0 <= used < g.ref_used + w and not self.clock.explicit:
+                # The reference answer arrived before this request left, so in one window
+                # this count would be at least the reference's plus our weight: a window
+                # boundary passed between the reference's send and this answer.
+                self.clock.learn_boundary(g.ref_sent, now, now)
+            if sent >= self._pf_sent:
+                self._pf_sent = sent
+                self._pf_received = now
+                self._pf_value = used - g.fin_snap - w
+                self._pf_used = used
         if used is not None and (sent >= self._pf_sent or self.server_used is None):
             self.server_used = used
         self.finish(g, now)
@@ -612,7 +768,7 @@ class BudgetCore:
         else:
             until = now + self.window
         if k is not None:
-            self._windows[k].excess = max(self._windows[k].excess, self.effective)
+            self._windows[k].full = True
         if used is not None and used - weight >= self.limit // 2:
             # The server refused at ``used``: its real ceiling is no higher than that (the
             # refused request's own weight may or may not be in the figure). A refusal far
@@ -643,7 +799,7 @@ class BudgetCore:
         offset = self.clock.offset
         if offset is not None:
             win = self._windows.get((now + offset) // self.window)
-            return win.charged + win.excess if win else 0
+            return min(win.charged + win.excess, self.ceiling) if win else 0
         own = sum(w for stamp, w in self._log if stamp > now - self.window)
         if self._pf_value is not None and now < self._pf_received + self.window:
             return max(own, self._pf_value + self.granted_cum)
@@ -851,7 +1007,7 @@ class RateLimiter:
         self._probe = probe
         # Validate the shared options once, on a throwaway core.
         BudgetCore(1000, headroom=headroom, burst=burst, window_ns=self._window_ns)
-        self._offset = ServerOffset(drift_ppm)
+        self._offset = ServerOffset(drift_ppm, self._window_ns)
         self._groups: dict[str, IPGroupState] = {}
         self._budgets: dict[BudgetKey, _Budget] = {}
         self._last_now = 0
@@ -863,9 +1019,11 @@ class RateLimiter:
         epoch, as Binance reports it) minus the event loop's clock (``anyio.current_time()``
         in ns), with ``error_ns`` a hard bound on the estimate's error.
 
-        With it, header readings are attributed to the server's own minutes. Until then
-        the limiter uses an offset-free bound, which is safe but idles longer after the
-        server reports a full window. Call it again after each clock sync.
+        With it, header readings are attributed to the server's own minutes. Until it is
+        called, the limiter learns the offset from the responses' ``Date`` headers (to
+        within tens of ms after a few seconds of traffic), and before the first of those it
+        uses an offset-free bound, which is safe but idles longer after the server reports a
+        nearly full window. Call it again after each clock sync.
         """
         now = _now_ns()
         self._offset.set(offset_ns, error_ns, now)
@@ -878,9 +1036,11 @@ class RateLimiter:
 
     @property
     def server_offset(self) -> tuple[int, int] | None:
-        """``(offset_ns, error_ns)`` as set, or None."""
+        """``(offset_ns, error_ns)`` as set or learned from ``Date`` headers, or None."""
         off = self._offset
-        return (off.offset, off.error) if off.offset is not None else None
+        if off.offset is None or off.phase_only:
+            return None
+        return (off.offset, off.error)
 
     def core(self, key: BudgetKey) -> BudgetCore:
         """The pure state of one budget (created on first use)."""
@@ -1004,9 +1164,11 @@ class RateLimiter:
             {},
             retry_after=remaining,
         )
-        offset = self._offset.offset
+        clock = self._offset
         err.banned_until = (
-            (group.banned_until + offset) / NS if offset is not None else time.time() + remaining
+            (group.banned_until + clock.offset) / NS
+            if clock.offset is not None and not clock.phase_only
+            else time.time() + remaining
         )
         return err
 
@@ -1023,6 +1185,14 @@ class RateLimiter:
             retry = parse_retry_after(headers.get("retry-after"))
             if retry is not None and retry < 10 * 86_400:  # a ban lasts 3 days at most
                 retry_ns = round(retry * NS)
+        clock = self._offset
+        if not clock.explicit and (clock.offset is None or clock.eps(now) > _DATE_GOOD_ENOUGH):
+            date = _http_date_s(headers.get("date"))
+            if date is not None:
+                sent = grant.sent_at if grant.state != _GRANTED else grant.granted_at
+                # The server stamped the answer somewhere between our send and receive, with
+                # a clock that read ``date`` whole seconds then.
+                clock.learn(date * NS - now, (date + 1) * NS - sent, now)
         ban_until = budget.core.on_response(grant, now, status, used, retry_ns)
         if ban_until is not None:
             group = budget.core.group
@@ -1068,3 +1238,29 @@ class RateLimiter:
 
 def _now_ns() -> int:
     return math.floor(anyio.current_time() * NS)
+
+
+# Stop reading Date headers once the learned offset is this good (ns).
+_DATE_GOOD_ENOUGH = 20_000_000
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+
+
+def _http_date_s(value: str | None) -> int | None:
+    """Epoch seconds of an HTTP date (``Sun, 06 Nov 1994 08:49:37 GMT``); None otherwise."""
+    if not value:
+        return None
+    try:
+        _weekday, day, month, year, clock, zone = value.split()
+        hours, minutes, seconds = clock.split(":")
+        if zone != "GMT":
+            return None
+        return calendar.timegm(
+            (int(year), _MONTHS[month], int(day), int(hours), int(minutes), int(seconds), 0, 0, 0)
+        )
+    except (ValueError, KeyError):
+        return None
