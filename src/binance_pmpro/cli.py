@@ -9,6 +9,8 @@ Commands::
     binance-pmpro balance | collateral-rates | index-price | loan | repay-history | ...
                           [the options of account] [the endpoint's parameters]
     binance-pmpro repay | bnb-transfer | set-margin-call-level | ... [--yes]
+    binance-pmpro watch [--every S] [--alert-below UNIMMR] [--json] [--exit-on-alert]
+                        [--count N] [--duration S] [--metrics-port PORT] [--demo] [...]
 
 ``account`` prints the Portfolio Margin Pro account's risk summary: a table by default,
 one JSON document with ``--json``. ``--demo`` (and, with a notice, a bare ``account`` run
@@ -35,6 +37,7 @@ Exit codes (named constants below; also listed in ``--help``):
 7     bad response: an HTML page, malformed or truncated JSON, an unexpected shape
 8     a write command was not confirmed: nothing was sent
 9     a write's outcome is unknown (timeout, 5xx, unreadable answer): check first
+10    ``watch --exit-on-alert``: a breach, or a status change away from NORMAL
 70    internal error (a bug in binance-pmpro; run with -v for the traceback)
 130   interrupted (Ctrl-C)
 ====  ==========================================================================
@@ -396,6 +399,10 @@ def build_parser() -> argparse.ArgumentParser:
     for endpoint in PORTFOLIO_ENDPOINTS:
         if endpoint.cli is not None:
             _add_endpoint_command(commands, endpoint)
+
+    from ._watch_cli import add_watch_command  # the monitor loads with its command only
+
+    add_watch_command(commands)
 
     fake = commands.add_parser(
         "fake-exchange",
