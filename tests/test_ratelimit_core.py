@@ -377,24 +377,53 @@ def test_core_explicit_offset_is_not_overridden_by_learning() -> None:
     assert (clock.offset, clock.error) == (5 * NS, NS // 100)
 
 
-def test_core_count_drop_teaches_the_window_phase() -> None:
+def _drop_across_boundary(core: BudgetCore, boundary: int) -> None:
+    """One request answered 3 s before ``boundary`` (local), one after it: count drops."""
+    a = core.grant(boundary - 3 * NS, 5)
+    core.mark_sent(a, boundary - 3 * NS)
+    core.on_response(a, boundary - 3 * NS + NS // 2, 200, 3000)
+    b = core.grant(boundary + NS, 5)
+    core.mark_sent(b, boundary + NS)
+    core.on_response(b, boundary + NS + NS // 2, 200, 5)
+
+
+def test_core_count_drops_a_window_apart_teach_the_window_phase() -> None:
     core = make(6000)
     phase = 37 * NS + 123_456_789  # server time = local + phase (mod the window)
-    t = T0 + W - (T0 + phase) % W - 3 * NS  # 3 s before a server minute ends
-    a = core.grant(t, 5)
-    core.mark_sent(a, t)
-    core.on_response(a, t + NS // 2, 200, 3000)
-    b = core.grant(t + 4 * NS, 5)  # after the boundary
-    core.mark_sent(b, t + 4 * NS)
-    core.on_response(b, t + 4 * NS + NS // 2, 200, 5)  # the count dropped: new window
+    boundary = T0 + W - (T0 + phase) % W  # a local time where a server minute starts
+    _drop_across_boundary(core, boundary)
+    assert core.clock.offset is not None  # adopted at once...
+    _drop_across_boundary(core, boundary + W)  # ...and narrowed by the next sighting
     clock = core.clock
     assert clock.offset is not None
     assert clock.phase_only
-    # The boundary lies between a's send and b's answer: the phase is known to 4.5 s.
-    assert ((clock.offset - phase) % W) <= clock.error or (
-        (phase - clock.offset) % W <= clock.error
-    )
-    assert clock.error <= 9 * NS // 4
+    # Both sightings put the boundary between a's send and b's answer: within 4.5 s.
+    distance = (clock.offset - phase) % W
+    assert min(distance, W - distance) <= clock.error <= 9 * NS // 4
+
+
+def test_core_count_that_never_grows_teaches_nothing() -> None:
+    # A mock answering the same figure every time is not a fixed-window counter.
+    core = make(6000)
+    t = T0
+    for _ in range(200):
+        g = core.grant(t, 5)
+        core.mark_sent(g, t)
+        t += NS // 2
+        core.on_response(g, t, 200, 5)
+    assert core.clock.offset is None
+
+
+def test_core_count_drops_that_disagree_are_unlearned_then_need_confirmation() -> None:
+    core = make(6000)
+    boundary = T0 + 17 * NS
+    _drop_across_boundary(core, boundary)
+    assert core.clock.offset is not None
+    _drop_across_boundary(core, boundary + W + 20 * NS)  # not a whole window later
+    assert core.clock.offset is None
+    _drop_across_boundary(core, boundary + 2 * W + 20 * NS)  # agrees with the last one
+    assert core.clock.offset is not None
+    assert core.clock.phase_only
 
 
 def test_core_http_date_parsing() -> None:

@@ -157,6 +157,8 @@ class ServerOffset:
     """
 
     __slots__ = (
+        "_candidate",
+        "_doubted",
         "drift_ppm",
         "error",
         "explicit",
@@ -178,6 +180,8 @@ class ServerOffset:
         self.phase_only = False
         self.lo = 0
         self.hi = 0
+        self._candidate: tuple[int, int, int] | None = None
+        self._doubted = False
 
     def set(self, offset_ns: int, error_ns: int, now: int) -> None:
         """Adopt a measured offset (server time minus local time) and its error bound."""
@@ -189,43 +193,85 @@ class ServerOffset:
         self.explicit = True
         self.phase_only = False
 
-    def learn(self, lo: int, hi: int, now: int, *, phase: bool = False) -> None:
-        """Narrow a learned offset with one more bound ``lo <= offset <= hi`` (``phase``:
-        only modulo the window). Ignored while an explicit offset is set."""
+    def learn(self, lo: int, hi: int, now: int) -> None:
+        """Narrow a learned offset with one more bound ``lo <= offset <= hi`` (from a
+        ``Date`` header). Ignored while an explicit offset is set."""
         if self.explicit or hi < lo:
             return
-        phase_only = phase
         if self.offset is not None:
-            phase_only = phase and self.phase_only
-            if phase or self.phase_only:
-                # One side is known only up to whole windows: line the two up.
-                w = self.window
-                shift = (self.offset - (lo + hi) // 2 + w // 2) // w * w
-                if phase:
-                    lo, hi = lo + shift, hi + shift
-                else:
-                    self.lo, self.hi = self.lo - shift, self.hi - shift
+            if self.phase_only:
+                # Known only up to whole windows so far: line it up with this bound.
+                shift = self._shift(lo, hi)
+                self.lo, self.hi = self.lo - shift, self.hi - shift
             grown = (now - self.set_at) * self.drift_ppm // _PPM
             new_lo = max(self.lo - grown, lo)
             new_hi = min(self.hi + grown, hi)
             # Disjoint bounds: the clock jumped (suspend, a step of either clock); start over.
             if new_lo <= new_hi:
                 lo, hi = new_lo, new_hi
+        self._adopt(lo, hi, now, phase_only=False)
+
+    def learn_boundary(self, after: int, until: int, now: int) -> None:
+        """A server window started at some local time in ``(after, until]``: the offset is
+        in ``[-until, -after]`` up to whole windows. The first sighting is adopted; once two
+        sightings have disagreed (a count that is not per fixed window), a sighting is only
+        a candidate until another one, at least half a window later, agrees with it."""
+        if self.explicit or until < after:
+            return
+        lo, hi = -until, -after
+        if self.offset is not None:
+            shift = self._shift(lo, hi)
+            lo, hi = lo + shift, hi + shift
+            grown = (now - self.set_at) * self.drift_ppm // _PPM
+            new_lo, new_hi = max(self.lo - grown, lo), min(self.hi + grown, hi)
+            if new_lo <= new_hi:
+                if self.phase_only:
+                    self._adopt(new_lo, new_hi, now, phase_only=True)
+            elif self.phase_only:
+                # Contradicts what was learned from counts before: unlearn it, and from now
+                # on want a confirmation.
+                self.offset = None
+                self._doubted = True
+                self._candidate = (-until, -after, now)
+            return
+        if not self._doubted:
+            self._adopt(lo, hi, now, phase_only=True)
+            return
+        if self._candidate is None:
+            self._candidate = (lo, hi, now)
+            return
+        c_lo, c_hi, c_at = self._candidate
+        shift = self._shift(lo, hi, (c_lo + c_hi) // 2)
+        lo, hi = lo + shift, hi + shift
+        new_lo, new_hi = max(c_lo, lo), min(c_hi, hi)
+        if new_lo > new_hi:
+            self._candidate = (-until, -after, now)
+        elif now - c_at >= self.window // 2:
+            self._candidate = None
+            self._adopt(new_lo, new_hi, now, phase_only=True)
+        else:
+            self._candidate = (new_lo, new_hi, c_at)
+
+    def _shift(self, lo: int, hi: int, centre: int | None = None) -> int:
+        """The multiple of the window that brings ``[lo, hi]`` nearest to ``centre``."""
+        w = self.window
+        target = self.offset if centre is None else centre
+        assert target is not None
+        return (target - (lo + hi) // 2 + w // 2) // w * w
+
+    def _adopt(self, lo: int, hi: int, now: int, *, phase_only: bool) -> None:
         self.lo, self.hi = lo, hi
         self.offset = (lo + hi) // 2
         self.error = (hi - lo + 1) // 2
         self.set_at = now
         self.phase_only = phase_only
 
-    def learn_boundary(self, after: int, until: int, now: int) -> None:
-        """A server window started at some local time in ``(after, until]``."""
-        self.learn(-until, -after, now, phase=True)
-
     def clear(self) -> None:
         """Forget the offset (back to the mode that needs none)."""
         self.offset = None
         self.explicit = False
         self.phase_only = False
+        self._candidate = None
 
     def eps(self, now: int) -> int:
         """The error bound at ``now``, drift included."""
@@ -693,10 +739,10 @@ class BudgetCore:
                     win.foreign = foreign
                     self._update_forecast(k_single)
         if used is not None and counted:
-            if 0 <= used < g.ref_used + w and not self.clock.explicit:
+            if 0 <= used < g.ref_used and not self.clock.explicit:
                 # The reference answer arrived before this request left, so in one window
-                # this count would be at least the reference's plus our weight: a window
-                # boundary passed between the reference's send and this answer.
+                # this count could not be lower: a window boundary passed between the
+                # reference's send and this answer.
                 self.clock.learn_boundary(g.ref_sent, now, now)
             if sent >= self._pf_sent:
                 self._pf_sent = sent
