@@ -197,6 +197,8 @@ REFERENCE_MODULES = [
     "signing",
     "transport",
     "testing",
+    "monitor",
+    "metrics",
 ]
 
 
@@ -212,6 +214,8 @@ def test_reference_has_a_generated_page_per_module(module: str) -> None:
         "signing": "signing.md",
         "transport": "transport.md",
         "testing": "testing.md",
+        "monitor": "monitor.md",
+        "metrics": "monitor.md",
     }
     assert f"::: binance_pmpro.{module}" in page(f"reference/{pages[module]}")
 

@@ -17,6 +17,7 @@ import anyio
 from .cli import (
     EXIT_AUTH,
     EXIT_CODES_HELP,
+    EXIT_INTERNAL,
     EXIT_OK,
     EXIT_USAGE,
     CliError,
@@ -82,6 +83,13 @@ _DEMO_NOTICE = (
 )
 
 
+_EPILOG = EXIT_CODES_HELP.replace(
+    f"  {EXIT_INTERNAL:<4}",
+    f"  {EXIT_ALERT:<4} --exit-on-alert: a breach, or a status change away from NORMAL\n"
+    f"  {EXIT_INTERNAL:<4}",
+)
+
+
 def _every(text: str) -> float:
     return _seconds(text, allow_zero=False)
 
@@ -109,9 +117,7 @@ def add_watch_command(commands: Any) -> None:
         "watch",
         help="watch the account's margin risk (uniMMR, status) and alert",
         description=_DESCRIPTION,
-        epilog=EXIT_CODES_HELP
-        + f"  {EXIT_ALERT:<4} watch --exit-on-alert: a breach or a status change away from "
-        "NORMAL\n",
+        epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
@@ -156,6 +162,9 @@ def add_watch_command(commands: Any) -> None:
         help="serve Prometheus metrics on 127.0.0.1:PORT (needs the [metrics] extra)",
     )
     _add_connection_options(watch)
+    for action in watch._actions:
+        if action.dest == "json":
+            action.help = "one JSON object per line (the default when stdout is not a terminal)"
     _add_common(watch)
     watch.set_defaults(handler=_run_watch)
 
