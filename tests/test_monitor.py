@@ -103,12 +103,26 @@ def test_default_rules_alert_below_at_a_tier_level_replaces_that_rule() -> None:
     assert levels == [D("1.00"), D("1.05"), D("1.2"), D("1.50")]
     # One crossing of 1.2 gives one breach.
     assert run(RiskMonitor(rules), ["1.3", "1.19"]) == [("breach", 0), ("breach", 1)]
-    assert [e.rule.name for e in RiskMonitor(rules).observe(snap("1.19")) if isinstance(e, Breach)]
+    breaches = [e for e in RiskMonitor(rules).observe(snap("1.19")) if isinstance(e, Breach)]
+    assert [e.rule.name for e in breaches] == ["tier_reminder", "alert_below_1.2"]
 
 
-def test_default_rules_alert_below_between_levels_is_added() -> None:
+def test_default_rules_alert_below_between_levels_is_added_in_level_order() -> None:
     rules = default_rules(D("1.3"))
-    assert len(rules) == len(DEFAULT_RULES) + 1
+    assert [r.name for r in rules] == [
+        "tier_reminder",
+        "alert_below_1.3",
+        "tier_reduce_only",
+        "tier_liquidation_risk",
+        "tier_liquidation",
+    ]
+    # One snapshot crossing three levels reports them in the order uniMMR fell through them.
+    events = RiskMonitor(rules).observe(snap("1.1"))
+    assert [e.rule.name for e in events if isinstance(e, Breach)] == [
+        "tier_reminder",
+        "alert_below_1.3",
+        "tier_reduce_only",
+    ]
 
 
 # --- hysteresis -----------------------------------------------------------------------------

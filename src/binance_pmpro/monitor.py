@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -365,9 +366,11 @@ def default_rules(
     """One :class:`UniMMRBelow` per tier boundary (1.50, 1.20, 1.05, 1.00 by default).
 
     ``alert_below`` adds a rule at that level, replacing the tier rule at the same level
-    if there is one, so crossing it gives one breach, not two.
+    if there is one, so crossing it gives one breach, not two. Rules come highest level
+    first, so that a snapshot crossing several levels at once reports them in the order a
+    falling ``uniMMR`` crosses them.
     """
-    rules: list[Rule] = []
+    rules: list[UniMMRBelow] = []
     for tier in tiers:
         if tier.ceiling is not None and not (
             alert_below is not None and tier.ceiling == alert_below
@@ -375,6 +378,7 @@ def default_rules(
             rules.append(UniMMRBelow(tier.ceiling, label=f"tier_{tier.name}", tier=tier))
     if alert_below is not None:
         rules.append(UniMMRBelow(alert_below, label=f"alert_below_{alert_below}"))
+    rules.sort(key=lambda rule: rule.level, reverse=True)
     return tuple(rules)
 
 
@@ -449,14 +453,17 @@ class RiskMonitor:
         *,
         every: float,
         stale_after: float | None = None,
-    ) -> AsyncIterator[WatchItem]:
+    ) -> AsyncGenerator[WatchItem, None]:
         """Each snapshot of ``client.watch_account(every=..., stale_after=...)`` followed by
         the events it causes, and the :class:`Stale` events, as they happen."""
-        async for item in client.watch_account(every=every, stale_after=stale_after):
-            yield item
-            if isinstance(item, AccountSnapshot):
-                for event in self.observe(item):
-                    yield event
+        # Closed here, not left to the garbage collector, when our caller closes us.
+        polls = client.watch_account(every=every, stale_after=stale_after)
+        async with aclosing(polls) as items:
+            async for item in items:
+                yield item
+                if isinstance(item, AccountSnapshot):
+                    for event in self.observe(item):
+                        yield event
 
 
 # --- the poll loop (a client method) --------------------------------------------------------
@@ -485,7 +492,7 @@ class WatchMixin:
         *,
         every: float = 5.0,
         stale_after: float | None = None,
-    ) -> AsyncIterator[AccountSnapshot | Stale]:
+    ) -> AsyncGenerator[AccountSnapshot | Stale, None]:
         """Poll the account every ``every`` seconds; yield each :class:`AccountSnapshot`,
         and a :class:`Stale` event once no fresh snapshot has come for ``stale_after``
         seconds (default: three periods, at least 10 s).

@@ -116,7 +116,8 @@ class Scenario:
 def demo_scenario(period: float) -> Scenario:
     """The ``watch --demo`` script, in units of ``period`` seconds: ``uniMMR`` slides from
     3.0 to 1.15 over 12 periods (maintenance margin fixed, equity falling), the status turns
-    ``MARGIN_CALL`` at the bottom, then it climbs back to 1.6 by period 20."""
+    ``MARGIN_CALL`` at the bottom, stays there for 2 periods, then climbs back to 1.6 by
+    period 22 (the status back to ``NORMAL`` at period 19)."""
     p = period
     return (
         Scenario()
@@ -130,6 +131,8 @@ def demo_scenario(period: float) -> Scenario:
         )
         .ramp(12 * p, uni_mmr="1.15", account_equity="11500", actual_equity="14500")
         .at(12 * p, account_status="MARGIN_CALL")
-        .ramp(20 * p, uni_mmr="1.6", account_equity="16000", actual_equity="19000")
-        .at(17 * p, account_status="NORMAL")
+        # A while at the bottom: a poll that comes late still sees it.
+        .ramp(14 * p, uni_mmr="1.15", account_equity="11500", actual_equity="14500")
+        .ramp(22 * p, uni_mmr="1.6", account_equity="16000", actual_equity="19000")
+        .at(19 * p, account_status="NORMAL")
     )
