@@ -35,7 +35,7 @@ class Scenario:
     ``at(t, **fields)`` sets fields at ``t`` seconds (a step); ``ramp(t, **fields)``
     slides each field linearly from its previous point to the value given at ``t``
     (exact decimals, 8 places). Field names are those of
-    :meth:`FakeExchange.set_account <binance_pmpro.testing.FakeExchange.set_account>`
+    :meth:`~binance_pmpro.testing.FakeExchange.set_account`
     (``uni_mmr``, ``account_equity``, ``account_status``...). Calls chain::
 
         Scenario().at(0, uni_mmr="3.0").ramp(60, uni_mmr="1.1").ramp(120, uni_mmr="3.0")
