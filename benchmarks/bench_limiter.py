@@ -72,6 +72,20 @@ def pure_core(n: int) -> dict[str, float]:
             core.on_response(g, now + 1000, 200, 5 * (i + 1))
         return (time.perf_counter() - start) / n * 1e6
 
+    def answer_aligned() -> float:
+        core = BudgetCore(10**12, probe=False)
+        now = 1_700_000_000 * NS
+        core.set_offset(123_456_789_000, 5_000_000, now)
+        grants = []
+        for _ in range(n):
+            now += 1_000_000
+            grants.append(core.grant(now, 5))
+        start = time.perf_counter()
+        for i, g in enumerate(grants):
+            core.mark_sent(g, g.granted_at)
+            core.on_response(g, g.granted_at + 200_000_000, 200, 5 * (i + 1))
+        return (time.perf_counter() - start) / n * 1e6
+
     def decide_aligned() -> float:
         core = BudgetCore(10**12, probe=False)
         now = 1_700_000_000 * NS
@@ -86,7 +100,8 @@ def pure_core(n: int) -> dict[str, float]:
     return {
         "ready_at + grant (no server offset)": _best_of(5, decide),
         "ready_at + grant (server offset set: minute ledger)": _best_of(5, decide_aligned),
-        "mark_sent + on_response": _best_of(5, answer),
+        "mark_sent + on_response (no server offset)": _best_of(5, answer),
+        "mark_sent + on_response (server offset set: minute ledger)": _best_of(5, answer_aligned),
     }
 
 
