@@ -343,6 +343,22 @@ def test_core_requests_surely_arrived_count_as_included() -> None:
     assert core.window_state(k)[2] == 0  # 20 = our four: nobody else
 
 
+def test_core_rejected_request_is_not_assumed_counted() -> None:
+    core = aligned_core()
+    k = T0 // W + 1
+    t = k * W + 10 * NS
+    old = [core.grant(t, 5) for _ in range(3)]
+    for g in old:
+        core.mark_sent(g, t)
+    # Refused (a 418 here: a 429 would mark the whole window full anyway).
+    core.on_response(old[0], t + NS // 2, 418, None, retry_after_ns=NS)
+    x = core.grant(t + 2 * NS, 5)
+    core.mark_sent(x, t + 2 * NS)
+    # 20 = two of ours that surely arrived and were counted, x, and 5 of someone else's.
+    core.on_response(x, t + 3 * NS, 200, 20)
+    assert core.window_state(k)[2] == 5  # type: ignore[index]
+
+
 def test_core_send_after_boundary_releases_the_earlier_window() -> None:
     core = aligned_core(eps=10_000_000)
     k = T0 // W + 1

@@ -673,13 +673,7 @@ class BudgetCore:
             win = self._windows.get(k)
             if win is not None:
                 win.charged -= w
-        cell = g.cell
-        if cell is not None:  # sent, then proved not to have left (a connect error)
-            if cell[2]:
-                win = self._windows.get(g.windows[0])
-                if win is not None:
-                    win.settled -= w
-            cell[1] = 0
+        self._unsettle(g)  # sent, then proved not to have left (a connect error)
         if g.seq == self._seq:
             # The pacer's state is exact to undo only for the latest grant; an older one
             # stays spent in the pacer (the log and ledger are refunded exactly).
@@ -689,6 +683,17 @@ class BudgetCore:
         self.granted_cum -= w
         self.outstanding -= 1
         return True
+
+    def _unsettle(self, g: Grant) -> None:
+        """Stop counting ``g`` among the requests the server surely counted."""
+        cell = g.cell
+        if cell is None or not cell[1]:
+            return
+        if cell[2]:
+            win = self._windows.get(g.windows[0]) if g.windows else None
+            if win is not None:
+                win.settled -= cell[1]
+        cell[1] = 0
 
     def finish(self, g: Grant, now: int) -> bool:
         """The permit ended after being sent, without (more) news from the server."""
@@ -721,6 +726,8 @@ class BudgetCore:
         self._last_response_at = now
         offset = self.clock.offset
         counted = status not in (418, 429)  # a rejected request may not have been counted
+        if not counted:
+            self._unsettle(g)
         k_single: int | None = None
         if offset is not None:
             eps = self.clock.eps(now)
