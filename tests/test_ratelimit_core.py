@@ -370,6 +370,18 @@ def test_core_send_after_boundary_releases_the_earlier_window() -> None:
     assert core.window_state(k - 1)[0] == 0  # type: ignore[index]
 
 
+def test_core_late_send_moves_the_charge_to_where_it_can_land() -> None:
+    core = aligned_core(eps=10_000_000)
+    k = T0 // W + 1
+    t = k * W + 58 * NS
+    g = core.grant(t, 5)
+    assert g.windows == (k,)
+    core.mark_sent(g, t + 5 * NS // 2)  # left 2.5 s after its grant, in the next minute
+    assert g.windows == (k + 1,)
+    assert core.window_state(k)[0] == 0  # type: ignore[index]
+    assert core.window_state(k + 1)[0] == 5  # type: ignore[index]
+
+
 def test_core_offset_learned_from_date_headers_narrows() -> None:
     clock = ServerOffset(drift_ppm=0)
     true = 123_456_789_012

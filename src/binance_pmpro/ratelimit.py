@@ -638,14 +638,24 @@ class BudgetCore:
             g.ref_used = self._pf_used
         windows = self._windows
         offset = self.clock.offset
-        if len(g.windows) > 1 and offset is not None:
-            # It cannot reach the server before it leaves: a window that ends before then
-            # is released.
-            first = (now + offset - self.clock.eps(now)) // self.window
-            for k in g.windows:
-                if k < first and k in windows:
-                    windows[k].charged -= g.weight
-            g.windows = tuple(k for k in g.windows if k >= first)
+        if offset is not None:
+            # Where it can land, seen from the moment it leaves: not before it leaves (a
+            # window that ends before then is released), and within the spread after
+            # (a request sent late, or after the offset became known, is charged to the
+            # windows it may now reach).
+            eps = self.clock.eps(now)
+            reach = tuple(self._arrival_windows(now, offset, eps))
+            if reach != g.windows:
+                for k in g.windows:
+                    if k not in reach and k in windows:
+                        windows[k].charged -= g.weight
+                for k in reach:
+                    if k not in g.windows:
+                        win = windows.get(k)
+                        if win is None:
+                            win = windows[k] = _Window()
+                        win.charged += g.weight
+                g.windows = reach
         # What the server's count will surely include of ours, per window: the answers
         # already back, or the requests that have surely arrived, whichever is more (both
         # are lower bounds; the max rule needs one).
@@ -655,7 +665,7 @@ class BudgetCore:
             snap.append(max(win.done, win.settle(now)) if win is not None else 0)
         g.snap = tuple(snap)
         if len(g.windows) == 1 and g.windows[0] in windows:
-            g.cell = [g.granted_at + self.spread, g.weight, 0]
+            g.cell = [now + self.spread, g.weight, 0]
             windows[g.windows[0]].pending.append(g.cell)
 
     def refund(self, g: Grant, now: int) -> bool:
