@@ -143,6 +143,7 @@ async def saturate(
     minutes: float = 5.0,
     foreign_share: float = 0.0,
     strip_date: bool = False,
+    client_sync: bool = False,
     seed: int = 7,
 ) -> Run:
     """Drive ``callers`` tasks calling ``account_info`` for ``minutes`` simulated minutes."""
@@ -169,7 +170,9 @@ async def saturate(
         http_client=http,
         rate_limiter=cast(RateLimiter, limiter),
         uid_limit=limit,
-        time_offset_ms=0,  # stamps are already right; no clock sync calls
+        # Stamps are right already; with client_sync the client measures its clock
+        # against the exchange anyway (and tells the limiter).
+        time_offset_ms=None if client_sync else 0,
     )
     run = Run(fake, fake.demo_api_key, limit)
     start = anyio.current_time()
@@ -311,6 +314,22 @@ async def test_saturation_without_server_offset_zero_429s(
     offset, error = learned
     assert abs(offset - SERVER_OFFSET_NS) <= error + 1_000_000
     assert error <= 50_000_000
+
+
+@pytest.mark.parametrize("anyio_backend", [pytest.param(_asyncio(), id="asyncio")])
+async def test_saturation_client_clock_sync_feeds_the_limiter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    limiter = RateLimiter(uid_limit=6000)
+    run = await saturate(monkeypatch, limiter, client_sync=True)
+    summary = _summary(run)
+    print(summary)
+    assert run.rate_limited == 0, summary
+    assert not run.errors, summary
+    assert min(run.utilisation()) >= 0.95, summary
+    learned = limiter.server_offset
+    assert learned is not None
+    assert abs(learned[0] - SERVER_OFFSET_NS) <= learned[1] + 1_000_000
 
 
 @pytest.mark.parametrize("anyio_backend", [pytest.param(_trio(), id="trio")])
