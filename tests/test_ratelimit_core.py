@@ -476,13 +476,13 @@ def test_core_offset_free_guard_bounds_by_latest_sent_response() -> None:
     # not be in b's count, so the bound is 500 + 5.
     now = t + 2 * NS
     core.on_response(b, now, 200, 500)
-    assert core.used(now) >= 505
+    assert core.used(now) == 500  # the estimate; the guard's bound below is 505
     assert core.ready_at(now, 5) <= now + NS  # paced, not blocked
     # 505 + 100 > 594: blocked; a's answer may tell more, so look again soon.
     assert core.ready_at(now, 100) == now + 5 * NS
     # a's answer (sent earlier) does not replace b's reading: still 505.
     core.on_response(a, now + NS, 200, 10)
-    assert core.used(now + NS) >= 505
+    assert core.used(now + NS) == 500
     # Nothing in flight: blocked until b's window is surely over...
     assert core.ready_at(now + NS, 100) == now + W
     # ...but one probe may use a quarter of the headroom (505 + 90 <= 594 + 6 / 4).
@@ -568,14 +568,25 @@ def test_core_429_without_offset_or_retry_after_pauses_a_full_window() -> None:
     assert core.paused_until == T0 + NS + W
 
 
-def test_core_429_marks_the_window_full() -> None:
+def test_core_429_without_retry_after_marks_the_window_full() -> None:
+    core = aligned_core()
+    k = T0 // W + 1
+    t = k * W + 10 * NS
+    g = core.grant(t, 5)
+    core.mark_sent(g, t)
+    core.on_response(g, t + NS, 429, None)
+    assert core.ready_at(t + 3 * NS, 5) >= (k + 1) * W
+    assert core.used(t + 3 * NS) == core.ceiling
+
+
+def test_core_429_with_retry_after_trusts_the_server_on_when_to_resume() -> None:
     core = aligned_core()
     k = T0 // W + 1
     t = k * W + 10 * NS
     g = core.grant(t, 5)
     core.mark_sent(g, t)
     core.on_response(g, t + NS, 429, None, retry_after_ns=NS)
-    assert core.ready_at(t + 3 * NS, 5) >= (k + 1) * W
+    assert core.ready_at(t + 2 * NS, 5) < t + 3 * NS
 
 
 def test_core_429_header_teaches_a_lower_limit() -> None:

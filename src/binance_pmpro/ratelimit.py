@@ -357,6 +357,7 @@ class Grant:
 
     __slots__ = (
         "cell",
+        "cum_snap",
         "entry",
         "fin_snap",
         "granted_at",
@@ -380,6 +381,7 @@ class Grant:
         self.windows: tuple[int, ...] = ()  # server minutes charged with this grant
         self.snap: tuple[int, ...] = ()  # each window's ``done`` when the request left
         self.fin_snap = 0  # finished weight when the request left
+        self.cum_snap = 0  # granted weight (this one included) when the request left
         self.ref_sent = 0  # the latest-sent answered request when this one left...
         self.ref_used = -1  # ...and the count it reported (-1: none)
         self.state = _GRANTED
@@ -447,6 +449,7 @@ class BudgetCore:
         # Offset-free guard: the latest-sent response with a header.
         self._pf_value: int | None = None
         self._pf_used: int | None = None
+        self._pf_granted = 0
         self._pf_sent = 0
         self._pf_received = 0
         self.granted_cum = 0  # weight granted, refunds deducted
@@ -633,6 +636,7 @@ class BudgetCore:
         g.state = _SENT
         g.sent_at = now
         g.fin_snap = self.finished_cum
+        g.cum_snap = self.granted_cum
         if self._pf_used is not None:
             g.ref_sent = self._pf_sent
             g.ref_used = self._pf_used
@@ -766,6 +770,7 @@ class BudgetCore:
                 self._pf_received = now
                 self._pf_value = used - g.fin_snap - w
                 self._pf_used = used
+                self._pf_granted = g.cum_snap
         if used is not None and (sent >= self._pf_sent or self.server_used is None):
             self.server_used = used
         self.finish(g, now)
@@ -830,7 +835,9 @@ class BudgetCore:
             until = ((now + offset + eps) // self.window + 1) * self.window - offset + eps
         else:
             until = now + self.window
-        if k is not None:
+        if k is not None and retry_after_ns is None:
+            # No word on when to come back: that minute is full as far as we know. (With a
+            # Retry-After, the server's word on when it takes requests again is kept.)
             self._windows[k].full = True
         if used is not None and used - weight >= self.limit // 2:
             # The server refused at ``used``: its real ceiling is no higher than that (the
@@ -858,14 +865,20 @@ class BudgetCore:
     # --- introspection ------------------------------------------------------------------
 
     def used(self, now: int) -> int:
-        """Weight counted against the server's current window as far as known."""
+        """Best estimate of the weight counted against the server's current window: our
+        own (in flight included) plus what the server showed of others'. The guard works
+        with a more cautious figure; this one is for metrics."""
         offset = self.clock.offset
         if offset is not None:
             win = self._windows.get((now + offset) // self.window)
-            return min(win.charged + win.excess, self.ceiling) if win else 0
+            if win is None:
+                return 0
+            if win.full:
+                return self.ceiling
+            return min(win.charged + max(win.foreign, 0), self.ceiling)
         own = sum(w for stamp, w in self._log if stamp > now - self.window)
-        if self._pf_value is not None and now < self._pf_received + self.window:
-            return max(own, self._pf_value + self.granted_cum)
+        if self._pf_used is not None and now < self._pf_received + self.window:
+            return max(own, self._pf_used + self.granted_cum - self._pf_granted)
         return own
 
     def window_state(self, k: int) -> tuple[int, int, int] | None:
