@@ -64,7 +64,7 @@ from .models import (
     TransferSide,
 )
 from .portfolio import WriteOutcomeUnknownError
-from .ratelimit import BudgetSnapshot, RateLimiter
+from .ratelimit import BudgetKey, BudgetSnapshot, Priority, RateLimiter
 from .retry import NO_RETRY, RetryPolicy
 from .transport import Timeouts
 from .validation import EndpointCapError, ParameterError
@@ -86,6 +86,7 @@ __all__ = [
     "Balance",
     "BankruptcyLoan",
     "BinanceError",
+    "BudgetKey",
     "BudgetSnapshot",
     "ClientClosedError",
     "CollateralRate",
@@ -111,6 +112,7 @@ __all__ = [
     "PoolTimeoutError",
     "PortfolioMarginProClient",
     "PortfolioSnapshot",
+    "Priority",
     "RateLimitTimeoutError",
     "RateLimitedError",
     "RateLimiter",

@@ -319,7 +319,8 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
 
     def _budget_key(self, endpoint: Endpoint) -> BudgetKey:
         if endpoint.budget is Budget.SAPI_UID:
-            return BudgetKey(Budget.SAPI_UID, self._account, endpoint.path)
+            # The UID budget is the account's, but a 418 bans the IP it is spent from.
+            return BudgetKey(Budget.SAPI_UID, self._account, endpoint.path, ip_group=self._ip_group)
         if endpoint.budget is Budget.SAPI_IP:
             return BudgetKey(Budget.SAPI_IP, self._ip_group, endpoint.path)
         return BudgetKey(Budget.API_IP, self._ip_group, "")
