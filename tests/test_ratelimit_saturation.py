@@ -251,7 +251,9 @@ def _check_saturated(run: Run, limiter: RateLimiter) -> None:
     assert all(u.weight <= run.limit for u in run.windows()), summary
     assert len(run.full_windows()) >= 3, summary
     assert min(run.utilisation()) >= 0.95, summary
-    core = limiter.core(BudgetKey(Budget.SAPI_UID, _account(limiter), ACCOUNT_INFO.path))
+    # The key the client builds: its account, the endpoint, its IP group ("default").
+    key = BudgetKey(Budget.SAPI_UID, _account(limiter), ACCOUNT_INFO.path, ip_group="default")
+    core = limiter.core(key)
     assert run.our_weight() == core.granted_cum, summary
     (snap,) = limiter.snapshot()
     assert snap.waiting == 0
