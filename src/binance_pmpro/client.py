@@ -15,11 +15,10 @@ import os
 import ssl
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 import anyio
-import httpx
 
 from .clock import ClockSample, ServerClock
 from .decoding import ResponseDecoder, raise_for_error
@@ -42,6 +41,10 @@ from .requests import PreparedRequest, build_request, check_recv_window, redact_
 from .retry import RetryPolicy
 from .signing import Ed25519Signer, HmacSigner, PrivateKeySource, RsaSigner, load_signer
 from .transport import Response, Timeouts, Transport
+
+if TYPE_CHECKING:
+    # httpx costs ~100 ms to import; only the httpx transport (loaded on first use) needs it.
+    import httpx
 
 __all__ = ["DEFAULT_BASE_URL", "PortfolioMarginProClient"]
 
