@@ -66,3 +66,20 @@ def test_fast_with_an_httpx_client_is_refused_at_construction() -> None:
 
     with pytest.raises(ConfigurationError, match="http_client"):
         PortfolioMarginProClient("k", "s", transport="fast", http_client=httpx.AsyncClient())
+
+
+def test_http2_with_the_fast_transport_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match=r"HTTP/1\.1 only"):
+        PortfolioMarginProClient("k", "s", transport="fast", http2=True)
+
+
+async def test_http2_selects_httpx_and_needs_h2(base_url: str) -> None:
+    import importlib.util
+
+    async with PortfolioMarginProClient("k", "s", base_url=base_url, http2=True) as client:
+        if importlib.util.find_spec("h2") is None:
+            with pytest.raises(ConfigurationError, match="h2"):
+                await client.server_time()
+        else:
+            await client.server_time()
+            assert client.transport_name == "httpx"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import ssl
 from typing import Any
@@ -51,6 +52,11 @@ _ERRORS: tuple[tuple[type[Exception], type[errors.TransportError]], ...] = (
 class HttpxTransport:
     """Sends prepared requests with an ``httpx.AsyncClient``.
 
+    ``http2=True`` negotiates HTTP/2 over TLS (needs the ``http2`` extra). Measured on
+    loopback TLS against an HTTP/2 server, client CPU per call: 1.16x HTTP/1.1's when calls
+    are sequential, 0.45x at 32 in flight (one multiplexed connection instead of a pool);
+    the fast transport's HTTP/1.1 stays about ten times cheaper than either.
+
     Without ``client`` it makes its own (keep-alive pool of ``max_connections``, TLS from
     ``ssl_context`` or httpx's default verification) and closes it in :meth:`aclose`; a
     client passed in belongs to the caller and is never closed here.
@@ -64,8 +70,13 @@ class HttpxTransport:
         timeouts: Timeouts | None = None,
         max_connections: int = 100,
         ssl_context: ssl.SSLContext | None = None,
+        http2: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        if http2 and client is None and importlib.util.find_spec("h2") is None:
+            raise errors.ConfigurationError(
+                "http2=True needs the h2 package: pip install 'binance-pmpro[http2]'"
+            )
         t = timeouts or Timeouts()
         self._timeout = httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool)
         self._owns_client = client is None
@@ -81,6 +92,7 @@ class HttpxTransport:
             # Proxies from the environment work through httpx; the client never follows
             # redirects (Binance sends none; a redirect would be a misconfiguration).
             follow_redirects=False,
+            http2=http2,
         )
         if self._owns_client and self.base_url.lower().startswith("https:"):
             _close_sockets_of_cancelled_handshakes(self._client)
