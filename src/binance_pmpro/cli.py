@@ -999,33 +999,7 @@ async def _fetch_account(client: PortfolioMarginProClient) -> tuple[AccountInfo,
 
 
 async def _account_live(args: argparse.Namespace, secrets: _Secrets) -> tuple[AccountInfo, bytes]:
-    api_secret = None
-    if args.api_secret_file is not None:
-        api_secret = _read_secret_file(args.api_secret_file, secrets)
-    for name in ("BINANCE_API_SECRET", PASSWORD_ENV_VAR):
-        secrets.add(os.environ.get(name))
-    if not (args.api_key or os.environ.get("BINANCE_API_KEY")):
-        # Said here in the command line's terms; the client would ask for `api_key=`.
-        raise CliError(
-            EXIT_AUTH,
-            "credentials: a secret or private key but no API key: pass --api-key or set "
-            "BINANCE_API_KEY",
-        )
-    options = _client_options(args)
-    if args.base_url is not None:
-        options["base_url"] = args.base_url
-    try:
-        client = PortfolioMarginProClient(
-            api_key=args.api_key,
-            api_secret=api_secret,
-            private_key=Path(args.private_key) if args.private_key is not None else None,
-            **options,
-        )
-    except ConfigurationError as exc:
-        hint = ""
-        if "password" in str(exc).lower() and not os.environ.get(PASSWORD_ENV_VAR):
-            hint = f"; the password of an encrypted key comes from {PASSWORD_ENV_VAR}"
-        raise CliError(EXIT_AUTH, f"credentials: {exc}{hint}") from None
+    client = _make_live_client(args, secrets)
     if client.signing_algorithm is None:
         raise CliError(
             EXIT_AUTH,
@@ -1109,9 +1083,6 @@ async def _run_account(args: argparse.Namespace, secrets: _Secrets) -> int:
 # --- the family's commands -----------------------------------------------------------------
 
 
-_Client = PortfolioMarginProClient
-
-
 def _endpoint_values(args: argparse.Namespace, endpoint: Endpoint) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for param in endpoint.params:
@@ -1145,7 +1116,7 @@ def _confirm() -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def _make_live_client(args: argparse.Namespace, secrets: _Secrets) -> _Client:
+def _make_live_client(args: argparse.Namespace, secrets: _Secrets) -> PortfolioMarginProClient:
     api_secret = None
     if args.api_secret_file is not None:
         api_secret = _read_secret_file(args.api_secret_file, secrets)
@@ -1161,7 +1132,7 @@ def _make_live_client(args: argparse.Namespace, secrets: _Secrets) -> _Client:
     if args.base_url is not None:
         options["base_url"] = args.base_url
     try:
-        client = _Client(
+        client = PortfolioMarginProClient(
             api_key=args.api_key,
             api_secret=api_secret,
             private_key=Path(args.private_key) if args.private_key is not None else None,
@@ -1207,7 +1178,7 @@ async def _run_endpoint(args: argparse.Namespace, secrets: _Secrets) -> int:
         secrets.add(fake.demo_api_secret)
         async with fake.serve(host="127.0.0.1", port=0) as server:
             print(notice.format(url=server.base_url), file=sys.stderr, flush=True)
-            client = _Client(
+            client = PortfolioMarginProClient(
                 api_key=fake.demo_api_key,
                 api_secret=fake.demo_api_secret,
                 base_url=server.base_url,
@@ -1242,7 +1213,7 @@ async def _run_endpoint(args: argparse.Namespace, secrets: _Secrets) -> int:
 
 async def _call_endpoint(
     args: argparse.Namespace,
-    client: _Client,
+    client: PortfolioMarginProClient,
     endpoint: Endpoint,
     wire: dict[str, Any],
     where: str,
