@@ -226,7 +226,7 @@ async def test_server_slow_answer_past_client_timeout_then_serves_again(
     fake.inject(FaultKind.SLOW_RESPONSE, delay=0.5)
     async with fake.serve() as server, httpx.AsyncClient(base_url=server.base_url) as http:
         with pytest.raises(httpx.ReadTimeout):
-            await http.get(TIME, timeout=0.05)
+            await http.get(TIME, timeout=httpx.Timeout(5.0, read=0.05))
         assert (await http.get(TIME)).status_code == 200
 
 
