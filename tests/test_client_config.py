@@ -32,3 +32,26 @@ async def test_call_on_closed_client_raises_client_closed() -> None:
     await client.aclose()
     with pytest.raises(ClientClosedError, match="closed"):
         await client.account_info()
+
+
+@pytest.mark.anyio
+async def test_ip_total_pools_ip_endpoints_on_one_budget() -> None:
+    from binance_pmpro.endpoints import Budget
+    from binance_pmpro.testing import FakeExchange
+
+    fake = FakeExchange()
+    for ip_total, expected in ((False, 2), (True, 1)):
+        http_client = fake.http_client()
+        async with PortfolioMarginProClient(
+            fake.demo_api_key,
+            fake.demo_api_secret,
+            base_url=fake.base_url,
+            http_client=http_client,
+            ip_total=ip_total,
+            time_sync=False,
+        ) as client:
+            await client.balance()
+            await client.collateral_rates()
+            ip_budgets = [b for b in client.rate_limit if b.key.kind is Budget.SAPI_IP]
+            assert len(ip_budgets) == expected
+        await http_client.aclose()

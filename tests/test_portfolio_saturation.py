@@ -30,9 +30,9 @@ import trio.testing
 import binance_pmpro.clock
 from _portfolio import Client
 from _virtual_time import VirtualEventLoop
-from binance_pmpro.endpoints import Budget, Endpoint
+from binance_pmpro.endpoints import Budget
 from binance_pmpro.errors import BinanceError, RateLimitedError
-from binance_pmpro.ratelimit import NS, BudgetKey, RateLimiter
+from binance_pmpro.ratelimit import NS, RateLimiter
 from binance_pmpro.testing import FakeExchange, WindowUsage
 
 pytestmark = pytest.mark.anyio
@@ -48,16 +48,6 @@ def anyio_backend(request: pytest.FixtureRequest) -> Any:
     if request.param == "trio":
         return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
     return ("asyncio", {"loop_factory": VirtualEventLoop})
-
-
-class SharedIpClient(Client):
-    """Counts every IP-limited endpoint on one budget, as the exchange here does."""
-
-    def _budget_key(self, endpoint: Endpoint) -> BudgetKey:
-        key = super()._budget_key(endpoint)
-        if key.kind is Budget.SAPI_IP:
-            return BudgetKey(key.kind, key.owner, "")
-        return key
 
 
 class LatencyTransport(httpx.AsyncBaseTransport):
@@ -130,11 +120,12 @@ async def run(monkeypatch: pytest.MonkeyPatch, **options: Any) -> Run:
     end = started + MINUTES * 60
     async with (
         httpx.AsyncClient(transport=LatencyTransport(fake.transport(), rng)) as http,
-        SharedIpClient(
+        Client(
             fake.demo_api_key,
             fake.demo_api_secret,
             base_url=fake.base_url,
             http_client=http,
+            ip_total=True,  # one budget for every IP-limited endpoint, as the fake here counts
             time_offset_ms=0,
             max_wait=600,
             **options,

@@ -83,6 +83,9 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
       own, with ``uid_limit``/``ip_limit`` weight per minute.
     - ``account_id``: the account's identity for budgets (default: a digest of the API key,
       never the key itself).
+    - ``ip_total``: count every IP-limited ``/sapi`` endpoint on one budget of ``ip_limit``
+      per minute instead of one budget per endpoint (stricter than Binance; for an egress
+      address shared with other tools, or to match a fake exchange counting that way).
     - ``max_wait``: the longest a call waits for rate-limit weight, a 429 pause included,
       before raising (seconds; default 10).
     - ``retry``: the :class:`~binance_pmpro.retry.RetryPolicy` (default: up to 3 attempts
@@ -128,6 +131,7 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
         ip_limit: int = 12_000,
         account_id: str | None = None,
         ip_group: str = "default",
+        ip_total: bool = False,
         max_wait: float = DEFAULT_MAX_WAIT,
         retry: RetryPolicy | None = None,
         call_timeout: float | None = None,
@@ -154,6 +158,7 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
             else "anonymous"
         )
         self._ip_group = ip_group
+        self._ip_total = ip_total
         self.retry = retry if retry is not None else RetryPolicy()
         if call_timeout is not None and call_timeout <= 0:
             raise ConfigurationError("call_timeout must be a positive number of seconds")
@@ -333,7 +338,9 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
             # The UID budget is the account's, but a 418 bans the IP it is spent from.
             return BudgetKey(Budget.SAPI_UID, self._account, endpoint.path, ip_group=self._ip_group)
         if endpoint.budget is Budget.SAPI_IP:
-            return BudgetKey(Budget.SAPI_IP, self._ip_group, endpoint.path)
+            # Binance counts IP weight per endpoint; ip_total pools them (stricter, safe).
+            path = "" if self._ip_total else endpoint.path
+            return BudgetKey(Budget.SAPI_IP, self._ip_group, path)
         return BudgetKey(Budget.API_IP, self._ip_group, "")
 
     async def _call(
