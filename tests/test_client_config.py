@@ -49,9 +49,43 @@ async def test_ip_total_pools_ip_endpoints_on_one_budget() -> None:
             http_client=http_client,
             ip_total=ip_total,
             time_sync=False,
+            rate_limiter="per-client",  # a fresh limiter: count only this client's budgets
         ) as client:
             await client.balance()
             await client.collateral_rates()
             ip_budgets = [b for b in client.rate_limit if b.key.kind is Budget.SAPI_IP]
             assert len(ip_budgets) == expected
         await http_client.aclose()
+
+
+@pytest.mark.anyio
+async def test_default_clients_of_one_loop_share_ip_and_account_budgets() -> None:
+    from binance_pmpro.endpoints import Budget
+    from binance_pmpro.testing import FakeExchange
+
+    fake = FakeExchange()
+    http_client = fake.http_client()
+    options = {"base_url": fake.base_url, "http_client": http_client, "time_sync": False}
+    async with (
+        PortfolioMarginProClient(fake.demo_api_key, fake.demo_api_secret, **options) as first,
+        PortfolioMarginProClient(fake.demo_api_key, fake.demo_api_secret, **options) as second,
+        PortfolioMarginProClient(
+            fake.demo_api_key, fake.demo_api_secret, rate_limiter="per-client", **options
+        ) as own,
+    ):
+        await first.balance()
+        await second.balance()
+        await first.account_info()
+        await second.account_info()
+        await own.balance()
+
+        def used(client: PortfolioMarginProClient, kind: Budget) -> int:
+            return sum(b.used for b in client.rate_limit if b.key.kind is kind)
+
+        # One budget seen from both default clients: both calls of each kind are in it.
+        assert used(first, Budget.SAPI_IP) == used(second, Budget.SAPI_IP) >= 40
+        assert used(first, Budget.SAPI_UID) == used(second, Budget.SAPI_UID) == 10
+        # The client with its own limiter never called account_info: no UID budget there.
+        assert used(own, Budget.SAPI_UID) == 0
+        assert [b.key.kind for b in own.rate_limit] == [Budget.SAPI_IP]
+    await http_client.aclose()

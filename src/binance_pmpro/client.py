@@ -36,7 +36,7 @@ from .events import Hook, RequestEvent
 from .models import AccountInfo, ServerTime
 from .monitor import WatchMixin
 from .portfolio import PortfolioEndpointsMixin
-from .ratelimit import BudgetKey, BudgetSnapshot, Permit, Priority, RateLimiter
+from .ratelimit import BudgetKey, BudgetSnapshot, Permit, Priority, RateLimiter, shared_limiter
 from .requests import PreparedRequest, build_request, check_recv_window, redact_query
 from .retry import RetryPolicy
 from .signing import Ed25519Signer, HmacSigner, PrivateKeySource, RsaSigner, load_signer
@@ -78,9 +78,12 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
     - ``timeout``: seconds for every phase, or a :class:`~binance_pmpro.transport.Timeouts`.
     - ``http_client``: your own ``httpx.AsyncClient`` (proxies, custom TLS, mocks); the
       client uses it and never closes it.
-    - ``rate_limiter``: a :class:`~binance_pmpro.ratelimit.RateLimiter` to share between
-      clients, ``None`` to switch local rate limiting off; by default each client has its
-      own, with ``uid_limit``/``ip_limit`` weight per minute.
+    - ``rate_limiter``: by default (``"shared"``) every client of the process on the same
+      event loop and limits uses one limiter (:func:`~binance_pmpro.ratelimit.shared_limiter`),
+      so they share the IP budgets of the egress address and the UID budgets of a common
+      account, as Binance counts them; ``"per-client"`` gives the client its own; a
+      :class:`~binance_pmpro.ratelimit.RateLimiter` object is used as given; ``None``
+      switches local rate limiting off. ``uid_limit``/``ip_limit`` are weight per minute.
     - ``account_id``: the account's identity for budgets (default: a digest of the API key,
       never the key itself).
     - ``ip_total``: count every IP-limited ``/sapi`` endpoint on one budget of ``ip_limit``
@@ -126,7 +129,7 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
         idle_timeout: float | None = 30.0,
         ssl_context: ssl.SSLContext | None = None,
         http2: bool = False,
-        rate_limiter: RateLimiter | Literal["per-client"] | None = "per-client",
+        rate_limiter: RateLimiter | Literal["shared", "per-client"] | None = "shared",
         uid_limit: int = 180_000,
         ip_limit: int = 12_000,
         account_id: str | None = None,
@@ -149,8 +152,14 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
         if max_wait < 0:
             raise ConfigurationError("max_wait must be >= 0 seconds")
         self.max_wait = max_wait
+        # "shared": the process's limiter of the event loop, looked up at first use (the
+        # client binds to a loop lazily); None: no local limiting.
+        self._shared_limits: tuple[int, int] | None = None
         if rate_limiter == "per-client":
             rate_limiter = RateLimiter(uid_limit=uid_limit, ip_limit=ip_limit)
+        elif rate_limiter == "shared":
+            self._shared_limits = (uid_limit, ip_limit)
+            rate_limiter = None
         self._limiter: RateLimiter | None = rate_limiter
         self._account = account_id or (
             "key:" + hashlib.sha256(self._api_key.encode()).hexdigest()[:16]
@@ -243,7 +252,8 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
         loop_received = anyio.current_time()
         self.clock.update(ClockSample(sent, received, server))
         self._synced_at = loop_received
-        if self._limiter is not None:
+        if self._bind_limiter() is not None:
+            assert self._limiter is not None
             # The limiter runs on the event loop's clock: give it the server's offset from
             # that clock directly, bounded by the same round trip.
             low = server * 1_000_000 - loop_received * 1e9
@@ -258,8 +268,22 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
 
     @property
     def rate_limit(self) -> list[BudgetSnapshot]:
-        """The state of this client's rate-limit budgets (empty when limiting is off)."""
-        return self._limiter.snapshot() if self._limiter is not None else []
+        """The state of this client's rate-limit budgets: its account's UID budgets and its
+        IP group's budgets (empty when limiting is off or before the first call)."""
+        if self._limiter is None:
+            return []
+        return [
+            b
+            for b in self._limiter.snapshot()
+            if b.key.owner == (self._account if b.key.kind is Budget.SAPI_UID else self._ip_group)
+        ]
+
+    def _bind_limiter(self) -> RateLimiter | None:
+        """The limiter, binding the shared one of the running event loop at first use."""
+        if self._limiter is None and self._shared_limits is not None:
+            uid_limit, ip_limit = self._shared_limits
+            self._limiter = shared_limiter(uid_limit=uid_limit, ip_limit=ip_limit)
+        return self._limiter
 
     @property
     def signing_algorithm(self) -> str | None:
@@ -433,7 +457,7 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
                 pause = exc.retry_after if exc.retry_after is not None else 60.0
                 resend = (
                     exc.status == 429
-                    and self._limiter is not None
+                    and self._bind_limiter() is not None
                     and anyio.current_time() + pause <= started + max_wait
                 )
                 if not resend:
@@ -592,9 +616,10 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
         max_wait: float,
         priority: Priority = Priority.NORMAL,
     ) -> Permit:
-        if self._limiter is None:
+        limiter = self._limiter or self._bind_limiter()
+        if limiter is None:
             return _UNLIMITED
-        return await self._limiter.acquire(
+        return await limiter.acquire(
             self._budget_key(endpoint), weight, max_wait=max(0.0, max_wait), priority=priority
         )
 

@@ -39,10 +39,12 @@ import calendar
 import enum
 import math
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -61,6 +63,7 @@ __all__ = [
     "Priority",
     "RateLimiter",
     "ServerOffset",
+    "shared_limiter",
 ]
 
 NS = 1_000_000_000
@@ -1343,3 +1346,32 @@ def _http_date_s(value: str | None) -> int | None:
         )
     except (ValueError, KeyError):
         return None
+
+
+_per_loop: weakref.WeakKeyDictionary[Any, dict[tuple[int, int], RateLimiter]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_limiter(
+    *,
+    uid_limit: int = DEFAULT_LIMITS[Budget.SAPI_UID],
+    ip_limit: int = DEFAULT_LIMITS[Budget.SAPI_IP],
+) -> RateLimiter:
+    """The process's limiter for the running event loop and these limits.
+
+    Every client that brings no limiter of its own uses it, so clients of one process share
+    the budgets Binance shares: the IP budgets of one egress address, and the UID budgets of
+    an account they have in common. Each event loop has its own (a loop's waits and pauses
+    never reach another's), forgotten with the loop. Needs a running event loop.
+    """
+    native = anyio.lowlevel.current_token().native_token
+    limiters = _per_loop.get(native)
+    if limiters is None:
+        limiters = _per_loop[native] = {}
+    limiter = limiters.get((uid_limit, ip_limit))
+    if limiter is None:
+        limiter = limiters[(uid_limit, ip_limit)] = RateLimiter(
+            uid_limit=uid_limit, ip_limit=ip_limit
+        )
+    return limiter
