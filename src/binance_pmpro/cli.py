@@ -1042,21 +1042,7 @@ _AUTO_DEMO_NOTICE = (
 
 async def _run_account(args: argparse.Namespace, secrets: _Secrets) -> int:
     if args.demo:
-        given = [
-            flag
-            for flag, value in (
-                ("--base-url", args.base_url),
-                ("--api-key", args.api_key),
-                ("--api-secret-file", args.api_secret_file),
-                ("--private-key", args.private_key),
-            )
-            if value is not None
-        ]
-        if given:
-            raise CliError(
-                EXIT_USAGE,
-                f"--demo talks to its own fake exchange with its own key: drop {', '.join(given)}",
-            )
+        _refuse_demo_with_credentials(args)
         info, body = await _account_demo(args, secrets, _DEMO_NOTICE)
     elif not _credentials_configured(args):
         # Decision 7: automatic demo only for a person at a terminal who configured nothing.
