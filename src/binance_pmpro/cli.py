@@ -51,7 +51,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import enum
-import ipaddress
 import logging
 import math
 import os
@@ -65,12 +64,11 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
-from urllib.parse import urlsplit
 
 import msgspec
 
 from . import __version__
-from .client import PortfolioMarginProClient
+from .client import PortfolioMarginProClient, _check_base_url, _is_loopback
 from .decoding import decode_account_info
 from .endpoints import PORTFOLIO_ENDPOINTS, Budget, Endpoint, ParamType
 from .errors import (
@@ -89,7 +87,7 @@ from .errors import (
 )
 from .models import AccountInfo, AccountStatus, AccountType, MarginCallLevel, datetime_to_ms
 from .portfolio import WriteOutcomeUnknownError, decode_response
-from .requests import encode_value
+from .requests import check_recv_window, encode_value
 from .validation import EndpointCapError, ParameterError, prepare_params
 
 __all__ = [
@@ -174,12 +172,11 @@ class CliError(Exception):
 
 def _recv_window(text: str) -> int:
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number of ms: {text!r}") from None
-    if not 1 <= value <= 60_000:
-        raise argparse.ArgumentTypeError("must be between 1 and 60000 ms (Binance's bounds)")
-    return value
+        return check_recv_window(int(text))
+    except ValueError:  # ConfigurationError is a ValueError too
+        raise argparse.ArgumentTypeError(
+            f"not a whole number of ms between 1 and 60000 (Binance's bounds): {text!r}"
+        ) from None
 
 
 def _seconds(text: str, *, allow_zero: bool) -> float:
@@ -211,28 +208,14 @@ def _port(text: str) -> int:
     return value
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _base_url(text: str) -> str:
     # Checked here rather than left to the client so that a bad URL is a usage error (2),
-    # not mistaken for a credentials problem at client construction.
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise argparse.ArgumentTypeError(f"not an http(s) URL: {text!r}")
-    if parts.query or parts.fragment:
-        raise argparse.ArgumentTypeError("must not carry a query or fragment")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise argparse.ArgumentTypeError(
-            "plain http:// is allowed for loopback hosts only: keys and signed requests "
-            "must not travel in clear text"
-        )
+    # not mistaken for a credentials problem at client construction. Same rules as the
+    # client's own check.
+    try:
+        _check_base_url(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 
