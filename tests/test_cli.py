@@ -24,6 +24,8 @@ import anyio.from_thread
 import httpx
 import pytest
 
+from _cli import clean_env
+from _cli import run_cli as _run_cli
 from binance_pmpro import cli
 from binance_pmpro.testing import FakeExchange
 
@@ -38,29 +40,8 @@ WRONG_SECRET = "cliWrongSecret00000000000000000000000000000000000000000000000000
 KEY_PASSWORD = "correct-horse-battery"
 
 
-def _env(**extra: str) -> dict[str, str]:
-    """The test process's environment without any Binance credentials or proxies."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("BINANCE_") and "proxy" not in k.lower()
-    }
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m binance_pmpro ARGS`` to completion; stdout is a pipe (not a TTY)."""
-    return subprocess.run(
-        [sys.executable, "-m", "binance_pmpro", *args],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        env=env if env is not None else _env(),
-        timeout=RUN_TIMEOUT,
-        check=False,
-    )
+    return _run_cli(*args, env=env, timeout=RUN_TIMEOUT)
 
 
 @dataclass
@@ -168,7 +149,7 @@ def test_account_secret_from_stdin_dash_success() -> None:
         result = subprocess.run(
             [sys.executable, "-m", "binance_pmpro", "account", "--json",
              "--base-url", s.base_url, "--api-key", KEY, "--api-secret-file", "-"],
-            input=SECRET + "\n", capture_output=True, text=True, env=_env(),
+            input=SECRET + "\n", capture_output=True, text=True, env=clean_env(),
             timeout=RUN_TIMEOUT, check=False,
         )  # fmt: skip
 
@@ -180,7 +161,7 @@ def test_account_env_credentials_success_json() -> None:
     with served() as s:
         result = run_cli(
             "account", "--json", "--base-url", s.base_url,
-            env=_env(BINANCE_API_KEY=KEY, BINANCE_API_SECRET=SECRET),
+            env=clean_env(BINANCE_API_KEY=KEY, BINANCE_API_SECRET=SECRET),
         )  # fmt: skip
 
     assert result.returncode == cli.EXIT_OK, result.stderr
@@ -206,7 +187,7 @@ def test_account_private_key_file_signs_accepted(
             s.call(s.fake.add_ed25519_key, "cliAsymKey", pem)
         result = run_cli(
             "account", "--json", "--base-url", s.base_url, "--api-key", "cliAsymKey",
-            "--private-key", str(DATA / private), env=_env(**extra),
+            "--private-key", str(DATA / private), env=clean_env(**extra),
         )  # fmt: skip
 
     assert result.returncode == cli.EXIT_OK, result.stderr
@@ -372,7 +353,7 @@ def test_account_no_credentials_tty_automatic_demo_with_notice() -> None:
         proc = subprocess.run(
             [sys.executable, "-m", "binance_pmpro", "account"],
             stdin=subprocess.DEVNULL, stdout=terminal, stderr=subprocess.PIPE, text=True,
-            env=_env(), timeout=RUN_TIMEOUT, check=False,
+            env=clean_env(), timeout=RUN_TIMEOUT, check=False,
         )  # fmt: skip
         os.close(terminal)
         terminal = -1
@@ -420,7 +401,7 @@ def test_account_verbose_logs_requests_without_secrets(tmp_path: Path, secret_fi
             ),
             run_cli(
                 "account", "-v", "--json", "--base-url", s.base_url,
-                env=_env(BINANCE_API_KEY=KEY, BINANCE_API_SECRET=SECRET),
+                env=clean_env(BINANCE_API_KEY=KEY, BINANCE_API_SECRET=SECRET),
             ),
             run_cli("account", "-v", "--demo"),
         ]  # fmt: skip
@@ -454,7 +435,7 @@ def test_fake_exchange_prints_json_line_serves_and_stops_cleanly(
     proc = subprocess.Popen(
         [sys.executable, "-m", "binance_pmpro", "fake-exchange", "--port", "0"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=_env(),
+        env=clean_env(),
     )  # fmt: skip
     try:
         first = json.loads(_readline(proc.stdout, RUN_TIMEOUT))
@@ -497,7 +478,7 @@ def test_account_ctrl_c_during_request_exit_130_no_traceback(secret_file: Path) 
             [sys.executable, "-m", "binance_pmpro", "account", "-v", "--timeout", "60",
              "--base-url", s.base_url, "--api-key", KEY, "--api-secret-file", str(secret_file)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=_env(),
+            env=clean_env(),
         )  # fmt: skip
         try:
             # The client is logged as made just before its first request; the account
@@ -527,7 +508,7 @@ def test_import_cli_leaves_fake_exchange_unloaded() -> None:
         "print(loaded)"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=_env(),
+        [sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(),
         timeout=RUN_TIMEOUT, check=False,
     )  # fmt: skip
 
@@ -540,7 +521,7 @@ def test_console_script_version_exit_0() -> None:
     if not script.exists():
         pytest.skip("the binance-pmpro script is not installed next to this Python")
     result = subprocess.run(
-        [str(script), "--version"], capture_output=True, text=True, env=_env(),
+        [str(script), "--version"], capture_output=True, text=True, env=clean_env(),
         timeout=RUN_TIMEOUT, check=False,
     )  # fmt: skip
 

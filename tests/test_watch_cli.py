@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,6 +22,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from _cli import clean_env
+from _cli import run_cli as _run_cli
 from binance_pmpro import cli, decode_account_info
 from binance_pmpro._watch_cli import EXIT_ALERT, _Terminal
 from binance_pmpro.monitor import AccountSnapshot, RiskMonitor
@@ -34,27 +35,8 @@ KEY = "watchTestKey0123456789abcdefABCDEF0123456789abcdefABCDEF012345678"
 SECRET = "watchTestSecretZyXwVuTsRqPoNmLkJiHgFeDcBa9876543210zyxwvutsrqpon"
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("BINANCE_") and "proxy" not in k.lower()
-    }
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "binance_pmpro", *args],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        env=env if env is not None else _env(),
-        timeout=TIMEOUT,
-        check=False,
-    )
+    return _run_cli(*args, env=env, timeout=TIMEOUT)
 
 
 def lines_of(stdout: str) -> list[dict[str, Any]]:
@@ -207,7 +189,7 @@ def test_watch_live_reads_the_account_with_the_given_credentials(tmp_path: Path)
     with served(fake) as base_url:
         result = run_cli(
             "watch", "--base-url", base_url, "--every", EVERY, "--count", "2", "--json",
-            env=_env(BINANCE_API_KEY=KEY, BINANCE_API_SECRET=SECRET),
+            env=clean_env(BINANCE_API_KEY=KEY, BINANCE_API_SECRET=SECRET),
         )  # fmt: skip
     assert result.returncode == cli.EXIT_OK, result.stderr
     assert events_of(lines_of(result.stdout)) == [
@@ -223,7 +205,7 @@ def test_watch_live_bad_key_is_fatal_exit_3() -> None:
     with served(fake) as base_url:
         result = run_cli(
             "watch", "--base-url", base_url, "--every", EVERY, "--count", "5",
-            env=_env(BINANCE_API_KEY=KEY, BINANCE_API_SECRET=SECRET),
+            env=clean_env(BINANCE_API_KEY=KEY, BINANCE_API_SECRET=SECRET),
         )  # fmt: skip
     assert result.returncode == cli.EXIT_AUTH
     assert result.stdout == ""
@@ -267,7 +249,7 @@ def test_watch_metrics_port_serves_prometheus_text_that_parses() -> None:
         [sys.executable, "-m", "binance_pmpro", "watch", "--demo", "--every", "0.05",
          "--duration", "20", "--json", "--metrics-port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-        text=True, env=_env(),
+        text=True, env=clean_env(),
     )  # fmt: skip
     try:
         assert proc.stderr is not None
