@@ -40,6 +40,7 @@ import enum
 import math
 import time
 import weakref
+from asyncio import _get_running_loop
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+import sniffio
 
 from .endpoints import USED_WEIGHT_HEADERS, Budget
 from .errors import IPBannedError, RateLimitTimeoutError, TransportError, parse_retry_after
@@ -498,22 +500,34 @@ class BudgetCore:
         """The earliest local time (>= ``now``) at which ``weight`` could be granted if
         nothing else changed. ``<= now`` means: grant now. Pure apart from expiring old
         log entries."""
-        ready = max(now, self.paused_until, self.group.banned_until)
+        # Written out flat (no helper calls on the way through): it runs once per request.
+        ready = now
+        if self.paused_until > ready:
+            ready = self.paused_until
+        if self.group.banned_until > ready:
+            ready = self.group.banned_until
         # Pacer (GCRA). A weight above the burst needs the bucket empty of debt.
         tol = self.burst if weight <= self.burst else weight
-        need = self._tat + (weight - tol) * self.span
-        pacer = -(-need // self._den)
+        pacer = -(-(self._tat + (weight - tol) * self.span) // self._den)
         if pacer > ready:
             ready = pacer
         # Hard cap over the span.
-        self._expire(now)
+        log = self._log
+        if log and log[0][0] < now - self.span:
+            self._expire(now)
         if self._log_sum + weight > self.effective:
             ready = max(ready, self._log_ready(weight))
         # Server guard.
-        offset = self.clock.offset
-        eps = self.clock.eps(now) if offset is not None else 0
+        clock = self.clock
+        offset = clock.offset
+        eps = 0
+        if offset is not None:
+            eps = clock.error + abs(now - clock.set_at) * clock.drift_ppm // _PPM
         if offset is not None and eps * 10 <= self.window:
-            ready = max(ready, self._ledger_ready(now, weight, offset, eps))
+            if self._windows:
+                ledger = self._ledger_ready(now, weight, offset, eps)
+                if ledger > ready:
+                    ready = ledger
         elif self._pf_value is not None and now < self._pf_received + self.window:
             # No clock alignment: the latest-sent response bounds the window it landed in
             # (its count plus everything of ours it may not include) until that window is
@@ -561,16 +575,20 @@ class BudgetCore:
         ready = now
         w = self.window
         eff = self.effective
-        for k in self._arrival_windows(now, offset, eps):
-            win = self._windows.get(k)
+        windows = self._windows
+        for k in range((now + offset - eps) // w, (now + offset + eps + self.spread) // w + 1):
+            win = windows.get(k)
             if win is None:
                 continue
-            used = win.charged + win.excess
+            used = win.charged + win.excess if win.full or win.frontier else win.charged
             exit_at = (k + 1) * w - offset + eps  # from here on no arrival can fall in k
             if used + weight > eff:
                 ready = max(ready, exit_at)
                 continue
-            foreign = self._forecast(k)
+            foreign = win.foreign  # the forecast (_forecast), inlined: never below 0
+            prev = windows.get(k - 1)
+            if prev is not None and prev.foreign > foreign:
+                foreign = prev.foreign
             if foreign:
                 # Keep room for the others' weight still to come in this window, so that
                 # the window is shared out evenly rather than filled early by us.
@@ -601,17 +619,29 @@ class BudgetCore:
         self._log_sum += weight
         self._seq += 1
         g = Grant(weight, now, self._seq, entry)
-        offset = self.clock.offset
+        clock = self.clock
+        offset = clock.offset
         if offset is not None:
-            ks = self._arrival_windows(now, offset, self.clock.eps(now))
-            g.windows = tuple(ks)
+            eps = clock.error + abs(now - clock.set_at) * clock.drift_ppm // _PPM
+            w = self.window
+            lo = (now + offset - eps) // w
+            hi = (now + offset + eps + self.spread) // w
             windows = self._windows
-            for k in ks:
-                win = windows.get(k)
+            if lo == hi:
+                g.windows = (lo,)
+                win = windows.get(lo)
                 if win is None:
-                    win = windows[k] = _Window()
-                    self._collect(k)
+                    win = windows[lo] = _Window()
+                    self._collect(lo)
                 win.charged += weight
+            else:
+                g.windows = tuple(range(lo, hi + 1))
+                for k in g.windows:
+                    win = windows.get(k)
+                    if win is None:
+                        win = windows[k] = _Window()
+                        self._collect(k)
+                    win.charged += weight
         self.granted_cum += weight
         self.outstanding += 1
         self._last_grant_at = now
@@ -644,15 +674,23 @@ class BudgetCore:
             g.ref_sent = self._pf_sent
             g.ref_used = self._pf_used
         windows = self._windows
-        offset = self.clock.offset
+        clock = self.clock
+        offset = clock.offset
         if offset is not None:
             # Where it can land, seen from the moment it leaves: not before it leaves (a
             # window that ends before then is released), and within the spread after
             # (a request sent late, or after the offset became known, is charged to the
             # windows it may now reach).
-            eps = self.clock.eps(now)
-            reach = tuple(self._arrival_windows(now, offset, eps))
-            if reach != g.windows:
+            eps = clock.error + abs(now - clock.set_at) * clock.drift_ppm // _PPM
+            w = self.window
+            lo = (now + offset - eps) // w
+            hi = (now + offset + eps + self.spread) // w
+            old = g.windows
+            if old and old[0] == lo and old[-1] == hi and len(old) == hi - lo + 1:
+                reach = old
+            else:
+                reach = tuple(range(lo, hi + 1))
+            if reach is not old:
                 for k in g.windows:
                     if k not in reach and k in windows:
                         windows[k].charged -= g.weight
@@ -666,14 +704,22 @@ class BudgetCore:
         # What the server's count will surely include of ours, per window: the answers
         # already back, or the requests that have surely arrived, whichever is more (both
         # are lower bounds; the max rule needs one).
-        snap = []
-        for k in g.windows:
-            win = windows.get(k)
-            snap.append(max(win.done, win.settle(now)) if win is not None else 0)
-        g.snap = tuple(snap)
-        if len(g.windows) == 1 and g.windows[0] in windows:
-            g.cell = [now + self.spread, g.weight, 0]
-            windows[g.windows[0]].pending.append(g.cell)
+        ks = g.windows
+        if len(ks) == 1:
+            win = windows.get(ks[0])
+            if win is None:
+                g.snap = (0,)
+            else:
+                settled = win.settle(now) if win.pending else win.settled
+                g.snap = (win.done if win.done > settled else settled,)
+                g.cell = [now + self.spread, g.weight, 0]
+                win.pending.append(g.cell)
+        elif ks:
+            snap = []
+            for k in ks:
+                win = windows.get(k)
+                snap.append(max(win.done, win.settle(now)) if win is not None else 0)
+            g.snap = tuple(snap)
 
     def refund(self, g: Grant, now: int) -> bool:
         """Undo a grant whose request never reached the server. Idempotent; False when
@@ -916,13 +962,15 @@ class _Waiter:
 class _Budget:
     """A :class:`BudgetCore` plus its queues of waiting tasks (one per priority class)."""
 
-    __slots__ = ("core", "key", "queued", "queues")
+    __slots__ = ("core", "header", "key", "n_waiting", "queued", "queues")
 
     def __init__(self, key: BudgetKey, core: BudgetCore) -> None:
         self.key = key
         self.core = core
+        self.header = USED_WEIGHT_HEADERS[key.kind]
         self.queues: tuple[deque[_Waiter], ...] = tuple(deque() for _ in Priority)
         self.queued = [0] * len(Priority)  # queued weight per class
+        self.n_waiting = 0  # waiters in all classes: 0 lets acquire and wake skip the scans
 
     def head(self) -> _Waiter | None:
         for queue in self.queues:
@@ -932,7 +980,7 @@ class _Budget:
 
     def busy(self, priority: int) -> bool:
         """Whether anyone of this class or a higher one is waiting."""
-        return any(self.queues[p] for p in range(priority + 1))
+        return self.n_waiting > 0 and any(self.queues[p] for p in range(priority + 1))
 
     def ahead(self, priority: int) -> int:
         return sum(self.queued[: priority + 1])
@@ -943,6 +991,7 @@ class _Budget:
     def enqueue(self, waiter: _Waiter) -> None:
         self.queues[waiter.priority].append(waiter)
         self.queued[waiter.priority] += waiter.weight
+        self.n_waiting += 1
 
     def remove(self, waiter: _Waiter) -> None:
         was_head = self.head() is waiter
@@ -952,11 +1001,14 @@ class _Budget:
         else:
             queue.remove(waiter)
         self.queued[waiter.priority] -= waiter.weight
+        self.n_waiting -= 1
         if was_head:
             self.wake()
 
     def wake(self) -> None:
         """Tell the head to look at the state again."""
+        if not self.n_waiting:
+            return
         head = self.head()
         if head is not None and head.event is not None:
             head.event.set()
@@ -1027,11 +1079,12 @@ class Permit:
         tb: TracebackType | None,
     ) -> None:
         budget = self._budget
-        if budget is None or self._grant is None:
-            return
+        grant = self._grant
+        if budget is None or grant is None or grant.state >= _FINISHED:
+            return  # the usual end: the answer already finished the grant
         if not self.sent or (isinstance(exc, TransportError) and not exc.sent):
             self.refund()
-        elif budget.core.finish(self._grant, _now_ns()):
+        elif budget.core.finish(grant, _now_ns()):
             budget.wake()
 
 
@@ -1089,6 +1142,9 @@ class RateLimiter:
         self._offset = ServerOffset(drift_ppm, self._window_ns)
         self._groups: dict[str, IPGroupState] = {}
         self._budgets: dict[BudgetKey, _Budget] = {}
+        # id(key) -> (key, budget) for the key objects callers keep passing (the key is held,
+        # so its id cannot be reused while the entry lives).
+        self._by_id: dict[int, tuple[BudgetKey, _Budget]] = {}
         self._last_now = 0
 
     # --- configuration ----------------------------------------------------------------
@@ -1163,14 +1219,24 @@ class RateLimiter:
         :class:`~binance_pmpro.errors.IPBannedError` at once while the budget's IP group is
         banned (whatever ``max_wait`` is). Cancellation while waiting consumes nothing.
         """
-        budget = self._budgets.get(key) or self._budget(key)
+        cached = self._by_id.get(id(key))
+        if cached is not None and cached[0] is key:
+            budget = cached[1]
+        else:
+            budget = self._budgets.get(key) or self._budget(key)
+            if len(self._by_id) >= 64:
+                self._by_id.clear()
+            self._by_id[id(key)] = (key, budget)
         core = budget.core
         now = _now_ns()
         self._last_now = now
         if core.group.banned_until > now:
             raise self._ban_error(core.group, now)
-        core.check_weight(weight)
-        if not budget.busy(priority) and core.ready_at(now, weight) <= now:
+        if not 0 < weight <= core.effective:
+            core.check_weight(weight)
+        if (not budget.n_waiting or not budget.busy(priority)) and core.ready_at(
+            now, weight
+        ) <= now:
             # Uncontended: granted without yielding. The request that follows awaits its
             # transport anyway, and an event-loop round trip here was the largest part of
             # an uncontended acquire's cost. (A caller already cancelled is stopped at that
@@ -1260,7 +1326,7 @@ class RateLimiter:
         self, budget: _Budget, grant: Grant, status: int, headers: Mapping[str, str]
     ) -> None:
         now = _now_ns()
-        raw = headers.get(USED_WEIGHT_HEADERS[budget.key.kind])
+        raw = headers.get(budget.header)
         used = int(raw) if raw is not None and raw.isdigit() else None
         retry_ns: int | None = None
         if status == 429 or status == 418:
@@ -1318,7 +1384,20 @@ class RateLimiter:
         return list(self._budgets)
 
 
+_sniffio_thread = sniffio.thread_local
+_sniffio_var = sniffio.current_async_library_cvar
+
+
 def _now_ns() -> int:
+    """The event loop's clock in integer ns (what ``anyio.current_time()`` reads)."""
+    # anyio asks sniffio which library runs on every read (about 1 us, several times per
+    # call). trio and other libraries announce themselves through sniffio's thread-local or
+    # context variable; with neither set, a running asyncio loop is the one anyio would find,
+    # and its own ``time()`` is what anyio would return.
+    if _sniffio_thread.name is None and _sniffio_var.get() is None:
+        loop = _get_running_loop()
+        if loop is not None:
+            return math.floor(loop.time() * NS)
     return math.floor(anyio.current_time() * NS)
 
 
