@@ -780,21 +780,33 @@ class BudgetCore:
         ``used`` is the used-weight header of this budget (None when absent). Returns the
         local time a 418 ban ends (the caller spreads it over the IP group), else None.
         """
-        if g.state == _REFUNDED or g.state == _FINISHED:
+        state = g.state
+        if state >= _FINISHED:  # finished or refunded
             return None
-        if g.state == _GRANTED:
+        if state == _GRANTED:
             self.mark_sent(g, g.granted_at)
         w = g.weight
         sent = g.sent_at
         self._last_response_at = now
-        offset = self.clock.offset
-        counted = status not in (418, 429)  # a rejected request may not have been counted
+        clock = self.clock
+        offset = clock.offset
+        counted = status != 429 and status != 418  # a rejected request may not be counted
         if not counted:
             self._unsettle(g)
         k_single: int | None = None
         if offset is not None:
-            eps = self.clock.eps(now)
-            k_single = self._attribute(g, sent, now, offset, eps)
+            eps = clock.error + abs(now - clock.set_at) * clock.drift_ppm // _PPM
+            old = g.windows
+            lo = (sent + offset - eps) // self.window
+            if (
+                len(old) == 1
+                and old[0] == lo
+                and (now + offset + eps) // self.window == lo
+                and lo in self._windows
+            ):
+                k_single = lo  # the usual case: the one window charged, and surely it
+            else:
+                k_single = self._attribute(g, sent, now, offset, eps)
             if counted and used is not None and k_single is not None:
                 win = self._windows[k_single]
                 idx = g.windows.index(k_single)
@@ -822,7 +834,9 @@ class BudgetCore:
                 self._pf_granted = g.cum_snap
         if used is not None and (sent >= self._pf_sent or self.server_used is None):
             self.server_used = used
-        self.finish(g, now)
+        g.state = _FINISHED  # finish(), inline
+        self.finished_cum += w
+        self.outstanding -= 1
         if status == 429:
             self._on_429(now, used, w, retry_after_ns, k_single)
         elif status == 418:
@@ -1399,6 +1413,15 @@ def _now_ns() -> int:
         if loop is not None:
             return math.floor(loop.time() * NS)
     return math.floor(anyio.current_time() * NS)
+
+
+def loop_time() -> float:
+    """``anyio.current_time()`` without its sniffio look-up on asyncio (see ``_now_ns``)."""
+    if _sniffio_thread.name is None and _sniffio_var.get() is None:
+        loop = _get_running_loop()
+        if loop is not None:
+            return float(loop.time())
+    return anyio.current_time()
 
 
 # Stop reading Date headers once the learned offset is this good (ns).
