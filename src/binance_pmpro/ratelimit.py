@@ -38,11 +38,11 @@ from __future__ import annotations
 import calendar
 import enum
 import math
+import sys
 import time
 import weakref
-from asyncio import _get_running_loop
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -1400,6 +1400,21 @@ class RateLimiter:
 
 _sniffio_thread = sniffio.thread_local
 _sniffio_var = sniffio.current_async_library_cvar
+_running_loop: Callable[[], Any] | None = None  # asyncio._get_running_loop, once imported
+
+
+def _no_loop() -> None:
+    return None
+
+
+def _loop_getter() -> Callable[[], Any]:
+    # Importing asyncio costs ~10 ms; if nobody has, no asyncio loop can be running.
+    global _running_loop
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return _no_loop
+    _running_loop = asyncio._get_running_loop
+    return _running_loop
 
 
 def _now_ns() -> int:
@@ -1409,16 +1424,17 @@ def _now_ns() -> int:
     # context variable; with neither set, a running asyncio loop is the one anyio would find,
     # and its own ``time()`` is what anyio would return.
     if _sniffio_thread.name is None and _sniffio_var.get() is None:
-        loop = _get_running_loop()
+        loop = (_running_loop or _loop_getter())()
         if loop is not None:
-            return math.floor(loop.time() * NS)
+            now: float = loop.time()
+            return math.floor(now * NS)
     return math.floor(anyio.current_time() * NS)
 
 
 def loop_time() -> float:
     """``anyio.current_time()`` without its sniffio look-up on asyncio (see ``_now_ns``)."""
     if _sniffio_thread.name is None and _sniffio_var.get() is None:
-        loop = _get_running_loop()
+        loop = (_running_loop or _loop_getter())()
         if loop is not None:
             return float(loop.time())
     return anyio.current_time()
