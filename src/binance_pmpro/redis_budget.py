@@ -80,6 +80,7 @@ _REDIS_ERRORS: tuple[type[BaseException], ...] = (
 # A waiter behind others re-checks at least this often (s): the queue ahead may move faster
 # than estimated (refunds, cancelled waiters in other processes).
 _MAX_POLL = 0.25
+_MAX_BACKGROUND = 256  # response reports in flight before callers wait for their own
 _MIN_POLL = 0.002
 
 
@@ -437,6 +438,7 @@ class RedisRateLimiter:
         self._bans: dict[str, int] = {}  # IP group -> local ns the ban ends
         self._offset: _Offset | None = None
         self._deferred: list[RedisPermit] = []
+        self._background = 0
         self._fallback: _Fallback | None = None
         self._down_since: int | None = None
         self._back_at: int | None = None
@@ -898,15 +900,30 @@ class RedisRateLimiter:
                 if keep or len(permit.windows) > 1:
                     snap = permit.snaps[keep - 1] if keep else 0
                     value = used if used is not None and counted else -1
-                    await self._call(
-                        self._complete_script,
-                        [budget.window(k) for k in permit.windows],
-                        [permit.weight, keep, value, snap],
-                    )
+                    keys = [budget.window(k) for k in permit.windows]
+                    args = [permit.weight, keep, value, snap]
+                    tg = self._tg
+                    if tg is not None and self._background < _MAX_BACKGROUND:
+                        # Off the caller's path: until it lands, the weight stays charged
+                        # to every window it might have hit and the count is read lower,
+                        # both on the safe side.
+                        self._background += 1
+                        tg.start_soon(self._complete_later, keys, args)
+                    else:
+                        await self._call(self._complete_script, keys, args)
         except _Unavailable as exc:
             if self.strict:
                 return  # nothing to fall back to; the next acquire reports it
             self._went_down(exc)
+
+    async def _complete_later(self, keys: list[str], args: list[Any]) -> None:
+        try:
+            await self._call(self._complete_script, keys, args)
+        except _Unavailable as exc:
+            if not self.strict:
+                self._went_down(exc)
+        finally:
+            self._background -= 1
 
     def _attribute(self, permit: RedisPermit, received: int) -> int:
         """1-based index of the one window the request can have landed in, else 0."""
