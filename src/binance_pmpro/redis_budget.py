@@ -149,6 +149,7 @@ class _RBudget:
         self.p = self.prefix + "p"
         self.queues: tuple[deque[_Waiter], ...] = tuple(deque() for _ in Priority)
         self.processes = 1
+        self.registered = False  # with its IP group (for 418 bans), once per process
         self.server_used: int | None = None
         self.in_flight = 0
         self.paused_until = 0  # local ns, as far as this process knows
@@ -687,6 +688,18 @@ class RedisRateLimiter:
     async def _acquire_shared(
         self, budget: _RBudget, weight: int, priority: int, deadline: int | None
     ) -> RedisPermit:
+        if not budget.registered:
+            # First use here: join the IP group, so that a 418 elsewhere reaches this budget,
+            # and learn of a ban that is already running before sending anything.
+            ban, members = self._group_keys(budget.key.group)
+            remaining = await self._call(
+                self._group_beat_script, [ban, members], [self._hb_ttl_ms, budget.tag]
+            )
+            budget.registered = True
+            if int(remaining) > 0:
+                now = _now_ns()
+                self._ban_locally(budget.key.group, now + int(remaining) * _US)
+                self._check_ban(budget.key, now)
         self._ticket_n += 1
         waiter = _Waiter(f"{self._proc}:{self._ticket_n}:{weight}", weight, priority)
         queued = False
