@@ -349,8 +349,9 @@ class RedisRateLimiter:
       through the window, never spent at once and then waited for.
     - **Header reconciliation**: each response's used-weight header is folded into its
       server window by the max rule (what the server counted beyond the weight it surely
-      includes of the fleet's is others' weight), so traffic outside the fleet is respected.
-      This needs the server clock offset (the client's clock sync provides it).
+      includes of the fleet's is others' weight), so traffic outside the fleet is respected;
+      that weight also slows the pace, keeping room for the rest of the window. This needs
+      the server clock offset (the client's clock sync provides it).
     - **Priorities and FIFO**: each waiter takes a ticket in a Redis queue per budget;
       HIGH tickets are served before NORMAL ones, each class in ticket order, whatever
       process holds them. Tickets carry leases renewed by heartbeats, so a crashed process
