@@ -579,3 +579,10 @@ async def _window_done(lim: RedisRateLimiter, keys: list[bytes]) -> bool:
         if int(await lim._redis.hget(key, "done") or 0) > 0:
             return True
     return False
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+def test_redis_limiter_repr_hides_the_redis_password(anyio_backend: str) -> None:
+    lim = RedisRateLimiter("redis://user:s3cr3t-pw@127.0.0.1:6399/0")
+    assert "s3cr3t-pw" not in repr(lim)
+    assert "127.0.0.1:6399" in repr(lim)
