@@ -107,6 +107,9 @@ class Budget(enum.Enum):
     """Per egress IP and endpoint: 12,000 weight per minute."""
     API_IP = "api"
     """The spot ``/api`` budget, shared by all ``/api`` endpoints of an IP: 6,000 per minute."""
+    FAPI_IP = "fapi"
+    """The USDⓈ-M futures host's budget, shared by all ``/fapi`` endpoints of an IP (the user
+    stream's listen key calls): 2,400 per minute."""
 
 
 class ParamType(enum.Enum):
@@ -228,6 +231,7 @@ USED_WEIGHT_HEADERS: Mapping[Budget, str] = {
     Budget.SAPI_UID: "x-sapi-used-uid-weight-1m",
     Budget.SAPI_IP: "x-sapi-used-ip-weight-1m",
     Budget.API_IP: "x-mbx-used-weight-1m",
+    Budget.FAPI_IP: "x-mbx-used-weight-1m",
 }
 """The lower-case response header reporting the used weight of each budget kind."""
 
