@@ -113,8 +113,8 @@ class Budget(enum.Enum):
     API_IP = "api"
     """The spot ``/api`` budget, shared by all ``/api`` endpoints of an IP: 6,000 per minute."""
     FAPI_IP = "fapi"
-    """The USDⓈ-M futures host's IP budget, shared by all ``/fapi`` endpoints of an IP:
-    2,400 per minute (the listen key endpoints of the user data stream)."""
+    """The USDⓈ-M futures host's budget, shared by all ``/fapi`` endpoints of an IP (the user
+    stream's listen key calls): 2,400 per minute."""
 
 
 class ParamType(enum.Enum):
