@@ -158,6 +158,14 @@ class UserStream:
         """Loop clock (``anyio.current_time()``) of the latest account update, if any."""
         return self._last_update_at
 
+    def is_fresh(self, within: float) -> bool:
+        """Whether a connection is open and brought an account update (or opened) less
+        than ``within`` seconds ago."""
+        if self._ws is None:
+            return False
+        latest = max(self._last_update_at or -math.inf, self._connected_at)
+        return anyio.current_time() - latest < within
+
     # --- lifecycle -----------------------------------------------------------------------
 
     async def __aenter__(self) -> UserStream:
