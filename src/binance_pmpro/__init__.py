@@ -28,6 +28,7 @@ from .errors import (
     InvalidRequestError,
     InvalidSignatureError,
     IPBannedError,
+    ListenKeyNotFoundError,
     NotPortfolioMarginError,
     OutcomeUnknownError,
     PoolTimeoutError,
@@ -36,6 +37,7 @@ from .errors import (
     ReadTimeoutError,
     RequestTimeoutError,
     ServerError,
+    StreamDecodeError,
     TimestampError,
     TransportError,
     WAFBlockedError,
@@ -79,7 +81,18 @@ from .monitor import (
 from .portfolio import WriteOutcomeUnknownError
 from .ratelimit import BudgetKey, BudgetSnapshot, Priority, RateLimiter
 from .retry import NO_RETRY, RetryPolicy
+from .stream_events import (
+    AccountUpdate,
+    ListenKeyExpired,
+    RiskLevel,
+    RiskLevelChange,
+    StreamEvent,
+    StreamReconnected,
+    UnknownEvent,
+    decode_stream_event,
+)
 from .transport import Timeouts
+from .user_stream import UserStream
 from .validation import EndpointCapError, ParameterError
 
 __version__ = "0.1.0"
@@ -95,6 +108,7 @@ __all__ = [
     "AccountSnapshot",
     "AccountStatus",
     "AccountType",
+    "AccountUpdate",
     "AssetIndexPrice",
     "AssetLeverage",
     "AuthenticationError",
@@ -122,6 +136,8 @@ __all__ = [
     "InterestRecord",
     "InvalidRequestError",
     "InvalidSignatureError",
+    "ListenKeyExpired",
+    "ListenKeyNotFoundError",
     "NotPortfolioMarginError",
     "OperationResult",
     "OutcomeUnknownError",
@@ -142,20 +158,28 @@ __all__ = [
     "RequestTimeoutError",
     "RetryPolicy",
     "RiskEvent",
+    "RiskLevel",
+    "RiskLevelChange",
     "RiskMonitor",
     "RiskTier",
     "ServerError",
     "SpanAccountInfo",
     "Stale",
     "StatusChange",
+    "StreamDecodeError",
+    "StreamEvent",
+    "StreamReconnected",
     "TieredCollateralRate",
     "Timeouts",
     "TimestampError",
     "TransferSide",
     "TransportError",
     "UniMMRBelow",
+    "UnknownEvent",
+    "UserStream",
     "WAFBlockedError",
     "WriteOutcomeUnknownError",
     "__version__",
     "decode_account_info",
+    "decode_stream_event",
 ]
