@@ -134,20 +134,22 @@ async def test_client_over_loopback_with_default_connector_gets_updates(
 ) -> None:
     monkeypatch.undo()  # real time: sockets never meet a virtual clock
     fake = FakeExchange(stream_period=0.05)
-    async with fake.serve() as server:
-        async with PortfolioMarginProClient(
+    async with (
+        fake.serve() as server,
+        PortfolioMarginProClient(
             fake.demo_api_key,
             fake.demo_api_secret,
             base_url=server.base_url,
             stream_url=server.stream_url,
             retry=RetryPolicy(base_delay=0.0, max_delay=0.0),
-        ) as client:
-            with anyio.fail_after(20):
-                async with client.user_stream() as stream:
-                    updates = 0
-                    async for event in stream:
-                        updates += isinstance(event, AccountUpdate)
-                        if updates == 3:
-                            break
+        ) as client,
+    ):
+        with anyio.fail_after(20):
+            async with client.user_stream() as stream:
+                updates = 0
+                async for event in stream:
+                    updates += isinstance(event, AccountUpdate)
+                    if updates == 3:
+                        break
     assert fake.listen_key_log[0].action == "created"
     assert fake.stream_connections[0].events_sent["PM_PRO_ACCOUNT_UPDATE"] >= 3
