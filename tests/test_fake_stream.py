@@ -207,8 +207,8 @@ async def test_stream_sends_account_update_every_period_from_account_state() -> 
     assert record.close_code == 1000
 
 
-async def test_stream_follows_the_scripted_slide_and_sends_risk_level_changes() -> None:
-    fake = virtual_fake(stream_period=5)
+async def test_stream_tier_levels_follow_the_scripted_slide_with_risk_level_changes() -> None:
+    fake = virtual_fake(stream_period=5, risk_levels="tiers")
     Scenario().at(0, uni_mmr="3.0").ramp(60, uni_mmr="1.1").install(fake)
     start = fake.now_ms()
     _, ws = await open_stream(fake)
@@ -235,9 +235,26 @@ async def test_stream_set_account_status_sends_risk_level_change_at_once() -> No
     assert event["e"] == "riskLevelChange"
     assert event["s"] == "FORCE_LIQUIDATION"
     assert event["E"] == fake.now_ms()
-    # Back to a healthy level: no event (Binance names only the three risky levels).
+    # A status that is no risk level (SUPPLY_MARGIN) changes nothing; NORMAL is announced.
+    fake.set_account(account_status="SUPPLY_MARGIN")
     fake.set_account(account_status="NORMAL")
+    event = await next_event(ws)
+    assert event["e"] == "riskLevelChange"
+    assert event["s"] == "NORMAL"
     assert (await next_event(ws))["e"] == "PM_PRO_ACCOUNT_UPDATE"
+    await ws.aclose()
+
+
+async def test_stream_status_levels_ignore_a_uni_mmr_slide_without_status() -> None:
+    fake = virtual_fake(stream_period=5)
+    Scenario().at(0, uni_mmr="3.0").ramp(30, uni_mmr="1.1").at(
+        40, account_status="REDUCE_ONLY"
+    ).install(fake)
+    start = fake.now_ms()
+    _, ws = await open_stream(fake)
+    events = [await next_event(ws) for _ in range(9)]
+    changes = [(e["E"] - start, e["s"]) for e in events if e["e"] == "riskLevelChange"]
+    assert changes == [(40_000, "REDUCE_ONLY")]
     await ws.aclose()
 
 

@@ -59,13 +59,16 @@ _ = fake_client  # the plugin's fixture, used by name below
 async def test_plugin_client_streams_updates_and_the_scripted_slide(
     fake_exchange: FakeExchange, fake_client: PortfolioMarginProClient
 ) -> None:
-    Scenario().at(0, uni_mmr="3.0").ramp(60, uni_mmr="1.3").install(fake_exchange)
+    Scenario().at(0, uni_mmr="3.0").ramp(60, uni_mmr="1.3").at(
+        50, account_status="MARGIN_CALL"
+    ).install(fake_exchange)
     seen: list[Any] = []
-    async with fake_client.user_stream(close_listen_key=True) as stream:
-        async for event in stream:
-            seen.append(event)
-            if isinstance(event, RiskLevelChange):
-                break
+    with anyio.fail_after(600):  # virtual seconds: a bound, never reached when it works
+        async with fake_client.user_stream(close_listen_key=True) as stream:
+            async for event in stream:
+                seen.append(event)
+                if isinstance(event, RiskLevelChange):
+                    break
     updates = [e for e in seen if isinstance(e, AccountUpdate)]
     assert len(updates) >= 9
     assert updates[0].uni_mmr is not None
@@ -113,10 +116,11 @@ async def test_plugin_client_keeps_the_key_alive_for_hours_and_answers_pings(
     fake_exchange.stream_period = 60
     fake_exchange.risk_check_interval = 60
     start = anyio.current_time()
-    async with fake_client.user_stream(stall_after=300) as stream:
-        async for _ in stream:
-            if anyio.current_time() - start > 3 * 3600:
-                break
+    with anyio.fail_after(4 * 3600):
+        async with fake_client.user_stream(stall_after=300) as stream:
+            async for _ in stream:
+                if anyio.current_time() - start > 3 * 3600:
+                    break
     actions = [r.action for r in fake_exchange.listen_key_log]
     assert actions[0] == "created"
     assert actions.count("kept_alive") >= 5

@@ -100,7 +100,7 @@ async def test_stream_over_loopback_risk_level_change_arrives_at_once() -> None:
     async with fake.serve() as server:
         key = await create_key(server.base_url, fake.demo_api_key)
         ws = await ws_connect(f"{server.stream_url}/ws/{key}")
-        fake.set_account(uni_mmr="1.10")
+        fake.set_account(uni_mmr="1.10", account_status="REDUCE_ONLY")
         event = json.loads(await next_frame(ws))
         assert event["e"] == "riskLevelChange"
         assert event["s"] == "REDUCE_ONLY"

@@ -585,6 +585,9 @@ class FakeExchange:
       keep-alive (Binance: 60 minutes).
     - ``stream_message_limit``: incoming frames per second a connection may send before it
       is closed (Binance's documented 5 for Portfolio Margin Pro); None: no limit.
+    - ``risk_levels``: what ``riskLevelChange`` follows: ``"status"`` (default), the
+      account's ``accountStatus``, as REST reports it; ``"tiers"``, the worse of that and the
+      uniMMR tier of Binance's risk table (for tests that slide only uniMMR).
     - ``risk_check_interval``: how often (seconds) an open connection looks at the account's
       risk level for ``riskLevelChange`` (default: the smaller of 1 s and ``stream_period``);
       changes made with :meth:`set_account` are seen at once.
@@ -616,6 +619,7 @@ class FakeExchange:
         max_connection_lifetime: float = 24 * 3600.0,
         listen_key_validity: float = 3600.0,
         stream_message_limit: int | None = 5,
+        risk_levels: str = "status",
         risk_check_interval: float | None = None,
     ) -> None:
         if isinstance(window_ms, bool) or not isinstance(window_ms, int) or window_ms <= 0:
@@ -639,6 +643,9 @@ class FakeExchange:
         self.max_connection_lifetime = max_connection_lifetime
         self.listen_key_validity = listen_key_validity
         self.stream_message_limit = stream_message_limit
+        if risk_levels not in ("status", "tiers"):
+            raise ValueError(f"risk_levels must be 'status' or 'tiers', not {risk_levels!r}")
+        self.risk_levels = risk_levels
         self._risk_check_interval = risk_check_interval
         self.clock_offset_ms = clock_offset_ms
         """Added to the server clock (ms); change it at any time to skew the exchange."""

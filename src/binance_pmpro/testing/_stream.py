@@ -17,11 +17,17 @@ Choices where Binance documents nothing (each is ours, and documented for test w
   ``u`` uniMMR, ``eq`` accountEquity, ``ae`` actualEquity, ``im`` accountInitialMargin,
   ``mm`` accountMaintMargin, ``avb`` totalAvailableBalance, and ``vmw`` the same as ``avb``
   (Binance's example shows them equal; REST has no counterpart).
-- The risk level is the worse of the uniMMR tier (``monitor.RISK_TIERS``: the reminder tier is
-  ``MARGIN_CALL``, reduce-only ``REDUCE_ONLY``, at or below 1.05 ``FORCE_LIQUIDATION``) and
-  ``accountStatus`` when that names one of the three. ``riskLevelChange`` is sent when the
-  level changes into one of the three during a connection (not on connecting); the level is
-  looked at on every change made with ``set_account`` and every ``risk_check_interval``.
+- The risk level is the account's ``accountStatus`` when that is ``MARGIN_CALL``,
+  ``REDUCE_ONLY`` or ``FORCE_LIQUIDATION`` (``NORMAL`` when it is ``NORMAL``; other statuses
+  leave it as it was), so the stream never contradicts what REST reports. With
+  ``risk_levels="tiers"`` it is the worse of that and the uniMMR tier of
+  ``monitor.RISK_TIERS`` (reminder tier ``MARGIN_CALL``, reduce-only ``REDUCE_ONLY``, at or
+  below 1.05 ``FORCE_LIQUIDATION``), for tests that slide only uniMMR.
+  ``riskLevelChange`` is sent when the level changes during a connection (not on
+  connecting): into one of the three documented levels, and back to ``NORMAL`` (Binance's
+  own SDK lists ``NORMAL`` among the values; that Binance sends it is unconfirmed). The
+  level is looked at on every change made with ``set_account`` and every
+  ``risk_check_interval``.
 - After the connected key expires the connection sends ``listenKeyExpired`` and then no
   user events (pings go on), as the USDⓈ-M page describes. A ``DELETE`` of the key closes its
   connections with code 1000.
@@ -421,10 +427,14 @@ def _amount(value: Any) -> Any:
     return value
 
 
-def risk_level(fields: Mapping[str, Any]) -> str:
+def risk_level(fields: Mapping[str, Any], previous: str, *, tiers: bool) -> str:
     """The account's risk level as ``riskLevelChange`` names it (see the module docstring)."""
     from ..monitor import tier_for
 
+    status = str(fields.get("accountStatus"))
+    status_level = "NORMAL" if status == "NORMAL" else _STATUS_LEVELS.get(status)
+    if not tiers:
+        return status_level if status_level is not None else previous
     level = "NORMAL"
     raw = fields.get("uniMMR")
     try:
@@ -433,7 +443,6 @@ def risk_level(fields: Mapping[str, Any]) -> str:
         tier = None
     if tier is not None:
         level = _TIER_LEVELS.get(tier.name, "NORMAL")
-    status_level = _STATUS_LEVELS.get(str(fields.get("accountStatus")))
     if status_level is not None and _LEVEL_ORDER[status_level] > _LEVEL_ORDER[level]:
         level = status_level
     return level
@@ -471,7 +480,8 @@ class StreamSession:
         self._last_ping: bytes | None = None
         self._expired_sent = False
         self._stall_until: float | None = None  # math.inf: for the rest of the connection
-        self._level = risk_level(hub.fields(key.account, now))
+        self._tiers = exchange.risk_levels == "tiers"
+        self._level = risk_level(hub.fields(key.account, now), "NORMAL", tiers=self._tiers)
 
     # the shells' side
 
@@ -550,11 +560,11 @@ class StreamSession:
             return
         if fields is None:
             fields = self.hub.fields(self.key.account, now)
-        level = risk_level(fields)
+        level = risk_level(fields, self._level, tiers=self._tiers)
         if level == self._level:
             return
         self._level = level
-        if level == "NORMAL" or self._silent(now):
+        if self._silent(now):
             return
         document: dict[str, Any] = {"e": "riskLevelChange", "E": now}
         for short, wire in _RISK_FIELDS:
