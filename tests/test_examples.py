@@ -604,6 +604,13 @@ def test_with_fake_exchange_example_passes_under_pytest(pytester: pytest.Pyteste
     result.assert_outcomes(passed=8)
 
 
+def test_stream_with_fake_exchange_example_passes_under_pytest(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_inprocess(
+        str(EXAMPLES / "test_stream_with_fake_exchange.py"), "-p", "no:cacheprovider", "-q"
+    )
+    result.assert_outcomes(passed=6)  # three tests, on asyncio and trio
+
+
 # --- fake exchange server, logging, configuration ------------------------------------------
 
 

@@ -71,8 +71,9 @@ written, with a "type" ("account_update", "risk_level_change", "listen_key_expir
 enums as Binance's strings, event_time in ms). The listen key is never printed.
 
 --demo streams from the built-in fake exchange on 127.0.0.1 (not Binance): it pushes an
-update every {DEMO_STREAM_PERIOD:g} s (Binance: 5) while its uniMMR slides from 3.0 to 1.15
-and back. There is no automatic demo: without credentials, stream fails with exit code 3.
+update every {DEMO_STREAM_PERIOD:g} s (Binance: 5) while its uniMMR slides from 3.0 to
+1.15 and back. There is no automatic demo: without credentials, stream fails with exit
+code 3.
 """
 
 
