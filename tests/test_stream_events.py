@@ -143,6 +143,8 @@ def test_combined_stream_wrapper_is_unwrapped() -> None:
         (b"[1, 2]", "not a JSON object"),
         (b'{"E": 1}', "no event type"),
         (b'{"e":"PM_PRO_ACCOUNT_UPDATE","E":1,"u":"NaN","eq":"1","ae":"1","mm":"1"}', r"\$\.u"),
+        (b'{"e":"PM_PRO_ACCOUNT_UPDATE","E":1,"u":"1","eq":"-Infinity","ae":"1","mm":"1"}', "eq"),
+        (b'{"e":"riskLevelChange","E":1,"u":"1","s":"NORMAL","eq":"1","ae":"1","m":"sNaN"}', "m"),
         (b'{"e":"PM_PRO_ACCOUNT_UPDATE","E":1,"u":"1"}', "eq"),
         (b'{"e":"listenKeyExpired","E":true,"listenKey":"SECRETKEY"}', "E"),
         (b'{"e":"listenKeyExpired","E":"soon","listenKey":"SECRETKEY"', "not valid JSON"),
