@@ -10,6 +10,7 @@ connector): every stream fault healed.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from types import SimpleNamespace
@@ -104,10 +105,7 @@ async def test_listen_key_is_kept_alive_and_closed_in_the_exchange_ledger() -> N
                 if anyio.current_time() - start >= 2 * 3600:
                     break
     log = fake.listen_key_log
-    assert [r.action for r in log] == ["created", "kept_alive", "kept_alive", "kept_alive"] + [
-        "kept_alive",
-        "closed",
-    ]
+    assert [r.action for r in log] == ["created", *["kept_alive"] * 4, "closed"]
     created = loop_seconds(log[0].at_ms)
     assert [round(loop_seconds(r.at_ms) - created, 3) for r in log[1:5]] == [
         1800.0,
@@ -116,7 +114,7 @@ async def test_listen_key_is_kept_alive_and_closed_in_the_exchange_ledger() -> N
         7200.0,
     ]
     # Never let lapse: every keep-alive came while the key was still valid.
-    for before, after in zip(log, log[1:], strict=False):
+    for before, after in itertools.pairwise(log):
         assert before.expires_ms is None or after.at_ms < before.expires_ms
     assert len({r.key_id for r in log}) == 1
     # Through the client's normal path: API key only, weight 1 on the futures budget.

@@ -17,10 +17,12 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
     CloseConnection,
-    Ping as WsPing,
     Pong,
     Request,
     TextMessage,
+)
+from wsproto.events import (
+    Ping as WsPing,
 )
 
 from binance_pmpro.errors import ConnectError
