@@ -10,6 +10,7 @@ connector): every stream fault healed.
 from __future__ import annotations
 
 import contextlib
+import logging
 import itertools
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -190,7 +191,10 @@ async def test_stream_watcher_alerts_on_the_slide_within_one_period_without_acco
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
-async def test_stream_over_loopback_heals_every_fault(anyio_backend: str) -> None:
+async def test_stream_over_loopback_heals_every_fault(
+    anyio_backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     fake = FakeExchange(stream_period=0.05)
     faults = [
         StreamFault.UNKNOWN_EVENT,
@@ -235,3 +239,9 @@ async def test_stream_over_loopback_heals_every_fault(anyio_backend: str) -> Non
     assert actions[-1] == "closed"
     for record in fake.stream_connections:
         assert record.max_incoming_per_second <= 5
+    # The listen keys are credentials: in no log line, no event, no repr.
+    keys = {r.listen_key for r in fake.listen_key_log if r.listen_key}
+    assert len(keys) == 2
+    shown = caplog.text + repr(seen) + repr(stream)
+    assert caplog.text
+    assert not [key for key in keys if key in shown]
