@@ -10,8 +10,8 @@ connector): every stream fault healed.
 from __future__ import annotations
 
 import contextlib
-import logging
 import itertools
+import logging
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from types import SimpleNamespace
