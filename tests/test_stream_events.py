@@ -215,3 +215,13 @@ async def test_listen_key_calls_go_to_the_futures_host_through_the_limiter() -> 
     ]
     assert budgets[Budget.FAPI_IP].limit == 2400
     assert budgets[Budget.FAPI_IP].server_used == 7
+
+
+def test_a_broken_listen_key_answer_never_shows_the_key() -> None:
+    from binance_pmpro import DecodeError
+    from binance_pmpro.decoding import ResponseDecoder
+
+    with pytest.raises(DecodeError) as caught:
+        ResponseDecoder(ListenKey).decode(b'{"listenKey":"SECRETKEY0123')  # truncated
+    assert "SECRETKEY" not in str(caught.value)
+    assert "<redacted>" in str(caught.value)
