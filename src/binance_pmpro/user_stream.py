@@ -360,9 +360,16 @@ class UserStream:
         self._reconnect_reason = None
         self._pending_pong = None
         self.reconnects += 1
-        snapshot = await self._snapshot() if self.snapshot_after_reconnect else None
         logger.info("stream reconnected (%s) after %d attempt(s)", reason, attempt)
-        self._pending.append(StreamReconnected(reason=reason, attempt=attempt, snapshot=snapshot))
+        snapshot: AccountInfo | None = None
+        try:
+            if self.snapshot_after_reconnect:
+                snapshot = await self._snapshot()
+        finally:
+            # Even when the caller is cancelled during the snapshot, the gap is reported.
+            self._pending.append(
+                StreamReconnected(reason=reason, attempt=attempt, snapshot=snapshot)
+            )
 
     async def _snapshot(self) -> AccountInfo | None:
         try:
