@@ -56,4 +56,5 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks.bench_pure")
     if Path("benchmarks/bench_limiter.py").exists():
         session.run("python", "-m", "benchmarks.bench_limiter", "--out", "benchmarks/results")
+    session.run("python", "-m", "benchmarks.bench_stream")
     session.run("python", "-m", "benchmarks.bench_clients", *session.posargs)

@@ -143,6 +143,8 @@ def test_combined_stream_wrapper_is_unwrapped() -> None:
         (b"[1, 2]", "not a JSON object"),
         (b'{"E": 1}', "no event type"),
         (b'{"e":"PM_PRO_ACCOUNT_UPDATE","E":1,"u":"NaN","eq":"1","ae":"1","mm":"1"}', r"\$\.u"),
+        (b'{"e":"PM_PRO_ACCOUNT_UPDATE","E":1,"u":"1","eq":"-Infinity","ae":"1","mm":"1"}', "eq"),
+        (b'{"e":"riskLevelChange","E":1,"u":"1","s":"NORMAL","eq":"1","ae":"1","m":"sNaN"}', "m"),
         (b'{"e":"PM_PRO_ACCOUNT_UPDATE","E":1,"u":"1"}', "eq"),
         (b'{"e":"listenKeyExpired","E":true,"listenKey":"SECRETKEY"}', "E"),
         (b'{"e":"listenKeyExpired","E":"soon","listenKey":"SECRETKEY"', "not valid JSON"),
@@ -213,3 +215,13 @@ async def test_listen_key_calls_go_to_the_futures_host_through_the_limiter() -> 
     ]
     assert budgets[Budget.FAPI_IP].limit == 2400
     assert budgets[Budget.FAPI_IP].server_used == 7
+
+
+def test_a_broken_listen_key_answer_never_shows_the_key() -> None:
+    from binance_pmpro import DecodeError
+    from binance_pmpro.decoding import ResponseDecoder
+
+    with pytest.raises(DecodeError) as caught:
+        ResponseDecoder(ListenKey).decode(b'{"listenKey":"SECRETKEY0123')  # truncated
+    assert "SECRETKEY" not in str(caught.value)
+    assert "<redacted>" in str(caught.value)

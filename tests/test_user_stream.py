@@ -166,6 +166,19 @@ async def test_user_stream_drop_reconnects_with_backoff_and_a_snapshot() -> None
     assert rest.calls_of("GET", ACCOUNT)[0] >= connector.opened[1][0]
 
 
+async def test_user_stream_connections_dropped_before_any_update_keep_backing_off() -> None:
+    drop_at_once = frames((0.1, WebSocketClosed(None, "reset")))
+    connector = FakeConnector(scripts=[drop_at_once] * 6)
+    async with opened(ScriptedRest(), connector, backoff_initial=1.0, backoff_max=60.0) as stream:
+        events = await take(stream, 7)
+    assert kinds(events)[-1] == "account_update"
+    opened_at = [t for t, _ in connector.opened]
+    gaps = [b - a - 0.1 for a, b in itertools.pairwise(opened_at)]
+    # Each reconnect waits within [0.5, 1] x 2**(n-1) s for the n-th in a row.
+    for n, gap in enumerate(gaps, start=1):
+        assert 0.5 * 2 ** (n - 1) - 1e-6 <= gap <= 2 ** (n - 1) + 1e-6
+
+
 async def test_user_stream_stall_reconnects_after_stall_after_seconds() -> None:
     rest = ScriptedRest()
     connector = FakeConnector(scripts=[frames((5.0, update_frame(1)), (0.0, STALL))])

@@ -169,3 +169,35 @@ async def test_watch_without_a_stream_url_polls_and_stream_source_is_refused() -
         await client.watch_account(source="stream").__anext__()
     with pytest.raises(ConfigurationError, match="source"):
         await client.watch_account(source="push").__anext__()  # type: ignore[arg-type]
+
+
+# --- examples/streaming.py -------------------------------------------------------------------
+
+
+def _example() -> Any:
+    from test_examples import load
+
+    return load("streaming")
+
+
+async def test_streaming_example_prints_updates_and_reconnects(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    connector = FakeConnector(
+        scripts=[frames((5.0, update_frame(1, "1.4")), (1.0, STALL))], default=slide()
+    )
+    async with make_client(ScriptedRest(), connector) as client:
+        assert await _example().print_events(client, limit=3) == 3
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "update    uniMMR 1.4  equity 30.23416728 USD"
+    assert out[1] == "reconnect (stalled); uniMMR now 5167.92171923"
+    assert out[2].startswith("update    uniMMR 1.60")
+
+
+async def test_streaming_example_alerts_on_the_slide(capsys: pytest.CaptureFixture[str]) -> None:
+    rest, connector = ScriptedRest(), FakeConnector(scripts=[slide()])
+    async with make_client(rest, connector) as client:
+        breach = await _example().alert_on_stream(client, level="1.3")
+    assert breach.value == Decimal("1.25")
+    assert "BREACH  uniMMR 1.25 < 1.3" in capsys.readouterr().out
+    assert len(rest.calls_of("GET", ACCOUNT)) == 1

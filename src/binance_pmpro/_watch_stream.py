@@ -4,11 +4,11 @@ Three tasks feed one queue, read by the generator that yields to the caller:
 
 - the stream task keeps ``client.user_stream()`` open (re-entering it with backoff when it
   cannot be opened) and turns each ``PM_PRO_ACCOUNT_UPDATE`` and ``riskLevelChange`` into a
-  snapshot, and each reconnect's REST snapshot into one too;
+  snapshot, and on each reconnect asks the REST task for the snapshot after the gap;
 - the REST task fetches ``account_info()`` at the start (the first snapshot, with the
-  account's status and type, which the stream does not carry), every ``reconcile_every``
-  seconds (the slow reconciliation) and, in ``auto``, at every tick of ``every`` while
-  the stream is down or silent;
+  account's status and type, which the stream does not carry), after each reconnect,
+  every ``reconcile_every`` seconds (the slow reconciliation) and, in ``auto``, at every
+  tick of ``every`` while the stream is down or silent; one call at a time (decision 5);
 - the generator numbers snapshots, reports :class:`~binance_pmpro.monitor.Stale` once no
   fresh data came for ``stale_after`` seconds, and raises the errors of
   :data:`~binance_pmpro.monitor.FATAL_ERRORS`.
@@ -76,7 +76,11 @@ def merge(base: AccountInfo, event: AccountUpdate | RiskLevelChange) -> AccountI
 
 
 class _Holder:
-    stream: UserStream | None = None
+    def __init__(self) -> None:
+        self.stream: UserStream | None = None
+        self.poll_now = anyio.Event()
+        """Set when the stream reconnected: the REST task fetches the snapshot after the gap
+        (one account call in flight at most, decision 5)."""
 
 
 async def watch_pushed(
@@ -101,11 +105,16 @@ async def watch_pushed(
         next_reconcile = start
         while True:
             scheduled = start + tick * every
-            await anyio.sleep_until(scheduled)
+            urgent = False
+            with anyio.move_on_after(max(0.0, scheduled - anyio.current_time())):
+                await holder.poll_now.wait()
+                urgent = True
+            if urgent:
+                holder.poll_now = anyio.Event()
             now = anyio.current_time()
             stream = holder.stream
             healthy = stream is not None and stream.is_fresh(2 * stream_period)
-            if now >= next_reconcile or (fallback and not healthy):
+            if urgent or now >= next_reconcile or (fallback and not healthy):
                 try:
                     info: AccountInfo = await client._call(
                         ACCOUNT_INFO,
@@ -123,11 +132,16 @@ async def watch_pushed(
                     next_reconcile = anyio.current_time() + reconcile_every
                     await send.send(_Fresh(info))
                 now = anyio.current_time()
-            tick = max(tick + 1, math.floor((now - start) / every) + 1)
+            # The next tick strictly after now (an urgent poll between ticks keeps the next).
+            tick = max(tick if urgent else tick + 1, math.floor((now - start) / every) + 1)
 
     async def stream_task() -> None:
         attempt = 0
-        options = {"stall_after": 3 * stream_period, **stream_options}
+        options = {
+            "stall_after": 3 * stream_period,
+            "snapshot_after_reconnect": False,  # the REST task fetches it (poll_now)
+            **stream_options,
+        }
         while True:
             try:
                 async with client.user_stream(**options) as stream:
@@ -136,8 +150,11 @@ async def watch_pushed(
                     async for event in stream:
                         if isinstance(event, (AccountUpdate, RiskLevelChange)):
                             await send.send(_Fresh(None, event))
-                        elif isinstance(event, StreamReconnected) and event.snapshot is not None:
-                            await send.send(_Fresh(event.snapshot))
+                        elif isinstance(event, StreamReconnected):
+                            if event.snapshot is not None:
+                                await send.send(_Fresh(event.snapshot))
+                            else:
+                                holder.poll_now.set()
             except _ENDING as exc:
                 await send.send(exc)
                 return

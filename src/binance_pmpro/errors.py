@@ -71,9 +71,13 @@ _EXCERPT_CHARS = 200
 _SIGNATURE_RE = re.compile(r"(signature=)[^&\s'\"]+", re.IGNORECASE)
 
 
+_LISTEN_KEY_TEXT_RE = re.compile(r'("listenKey"\s*:\s*")[^"]*')
+
+
 def redact(text: str) -> str:
-    """Replace every ``signature=...`` value in ``text`` with ``<redacted>``."""
-    return _SIGNATURE_RE.sub(r"\1<redacted>", text)
+    """Replace every ``signature=...`` value and every JSON ``"listenKey"`` value (a user
+    stream's credential) in ``text`` with ``<redacted>``."""
+    return _LISTEN_KEY_TEXT_RE.sub(r"\1<redacted>", _SIGNATURE_RE.sub(r"\1<redacted>", text))
 
 
 def excerpt(body: bytes, limit: int = _EXCERPT_CHARS) -> str:

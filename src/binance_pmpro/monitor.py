@@ -172,7 +172,9 @@ def tier_for(uni_mmr: Decimal, tiers: Sequence[RiskTier] = RISK_TIERS) -> RiskTi
 
 @dataclass(frozen=True, slots=True)
 class AccountSnapshot:
-    """One fresh answer of ``GET /sapi/v1/portfolio/account`` during a watch."""
+    """One fresh state of the account during a watch: an answer of
+    ``GET /sapi/v1/portfolio/account``, or (``source="stream"``/``"auto"``) the latest such
+    answer updated with the numbers the user data stream pushed."""
 
     type: ClassVar[Literal["snapshot"]] = "snapshot"
     info: AccountInfo
@@ -180,7 +182,8 @@ class AccountSnapshot:
     at: float
     """The event loop's clock (``anyio.current_time()``) when the answer arrived."""
     scheduled_at: float
-    """The tick of the cadence this poll belonged to (loop clock)."""
+    """The tick of the cadence this poll belonged to (loop clock); for a pushed snapshot,
+    when it arrived."""
     time: datetime
     """The wall clock (UTC) when the answer arrived."""
     sequence: int

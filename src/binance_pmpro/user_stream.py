@@ -133,6 +133,7 @@ class UserStream:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._keepalive_scope: anyio.CancelScope | None = None
         self._last_pong = -math.inf
+        self._carried_attempts = 0
         self._pending_pong: bytes | None = None
         self._closed = False
         self.reconnects = 0
@@ -336,11 +337,14 @@ class UserStream:
         if old is not None and reason != "scheduled":
             await self._drop_connection()
             old = None
+        # A connection that went before bringing a single update does not reset the
+        # backoff: a server that accepts and drops at once is not hammered once a second.
+        carried = self._carried_attempts if self._last_update_at is None else 0
         attempt = 0
         while True:
             attempt += 1
             if attempt > 1 or not planned:
-                await anyio.sleep(self._backoff(attempt))
+                await anyio.sleep(self._backoff(carried + attempt))
             try:
                 # POST returns the account's live key (extending it) or a new one: either
                 # way the key we connect with is valid for the next 60 minutes.
@@ -360,9 +364,17 @@ class UserStream:
         self._reconnect_reason = None
         self._pending_pong = None
         self.reconnects += 1
-        snapshot = await self._snapshot() if self.snapshot_after_reconnect else None
+        self._carried_attempts = carried + attempt
         logger.info("stream reconnected (%s) after %d attempt(s)", reason, attempt)
-        self._pending.append(StreamReconnected(reason=reason, attempt=attempt, snapshot=snapshot))
+        snapshot: AccountInfo | None = None
+        try:
+            if self.snapshot_after_reconnect:
+                snapshot = await self._snapshot()
+        finally:
+            # Even when the caller is cancelled during the snapshot, the gap is reported.
+            self._pending.append(
+                StreamReconnected(reason=reason, attempt=attempt, snapshot=snapshot)
+            )
 
     async def _snapshot(self) -> AccountInfo | None:
         try:

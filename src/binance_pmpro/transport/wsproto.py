@@ -40,6 +40,7 @@ from .websocket import Ping, WebSocket, WebSocketClosed
 __all__ = ["WsprotoConnector", "WsprotoWebSocket"]
 
 _READ_SIZE = 65536
+_ABNORMAL_CLOSURE = 1006
 _CLOSE_WAIT = 2.0  # seconds to wait for the server's close frame before cutting the socket
 
 
@@ -88,11 +89,15 @@ class WsprotoWebSocket:
         if isinstance(event, WsPing):
             return Ping(bytes(event.payload))
         if isinstance(event, CloseConnection):
+            if event.code == _ABNORMAL_CLOSURE:
+                # wsproto's stand-in for "the peer vanished without a close frame" (1006
+                # never travels on the wire): the seam calls that a drop.
+                await self._abort("connection dropped")
             self._closed = WebSocketClosed(event.code, event.reason or "")
             # The peer may already be gone; the close stands either way.
             with contextlib.suppress(Exception):
                 await self._send(event.response())
-            await self._stream.aclose()
+            await _close_quietly(self._stream)
             raise self._closed
         return None  # Pong and anything else: nothing for the caller
 
@@ -111,7 +116,7 @@ class WsprotoWebSocket:
 
     async def _abort(self, reason: str) -> None:
         self._closed = WebSocketClosed(None, reason)
-        await self._stream.aclose()
+        await _close_quietly(self._stream)
         raise self._closed
 
     async def _send(self, event: Event) -> None:
@@ -137,8 +142,7 @@ class WsprotoWebSocket:
                     while not any(isinstance(e, CloseConnection) for e in self._ws.events()):
                         data = await self._stream.receive(_READ_SIZE)
                         self._ws.receive_data(data)
-        with anyio.CancelScope(shield=True):
-            await self._stream.aclose()
+        await _close_quietly(self._stream)
 
 
 class WsprotoConnector:
@@ -209,6 +213,8 @@ class WsprotoConnector:
 
 
 async def _close_quietly(stream: anyio.abc.ByteStream | None) -> None:
+    """Close the socket; a TLS peer that left without close_notify (allowed, and common)
+    makes the TLS shutdown fail, which changes nothing for us."""
     if stream is not None:
         with anyio.CancelScope(shield=True):
             with suppress(Exception):
