@@ -235,3 +235,18 @@ async def test_stream_in_process_and_loopback_give_the_same_frames() -> None:
     assert results[0] == results[1]
     assert results[0][:2] == ["PM_PRO_ACCOUNT_UPDATE", "MARGIN_CALL"]
     assert results[0][-1] == ("closed", 1001)
+
+
+async def test_stream_over_loopback_server_shutdown_is_recorded() -> None:
+    fake = FakeExchange(stream_period=30)
+    async with fake.serve() as server:
+        key = await create_key(server.base_url, fake.demo_api_key)
+        ws = await ws_connect(f"{server.stream_url}/ws/{key}")
+        with anyio.fail_after(BOUND):
+            while not fake.stream_connections:
+                await anyio.sleep(0.01)
+    record = fake.stream_connections[0]
+    assert not record.is_open
+    assert record.close_reason == "server_stopped"
+    closed = await until_closed(ws)
+    assert closed.code is None

@@ -322,6 +322,10 @@ class _StreamShell:
                 group.start_soon(self._reader, trailing)
                 await self._writer()
                 group.cancel_scope.cancel()
+        except BaseException:
+            # The server is shutting down (cancelled) or failed: the record says so.
+            self.session.end("server_stopped", self.exchange.now_ms())
+            raise
         finally:
             self.session.set_waker(None)
             self.session.on_client_gone(self.exchange.now_ms())

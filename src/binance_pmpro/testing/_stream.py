@@ -193,7 +193,8 @@ class StreamConnection:
     """The close code sent or received; None while open or when dropped."""
     close_reason: str = ""
     """``"client"``, ``"lifetime"``, ``"disconnect"``, ``"listen_key_closed"``,
-    ``"message_limit"``, ``"pong_timeout"``, ``"dropped"`` or ``"client_gone"``."""
+    ``"message_limit"``, ``"pong_timeout"``, ``"dropped"``, ``"client_gone"`` or
+    ``"server_stopped"``."""
     events_sent: dict[str, int] = field(default_factory=dict)
     """Text frames sent, by event type (``"malformed"`` for the malformed-frame fault)."""
     pings_sent: int = 0
@@ -608,8 +609,12 @@ class StreamSession:
 
     def on_client_gone(self, now: int) -> None:
         """The connection ended from the client's side without a close frame."""
+        self.end("client_gone", now)
+
+    def end(self, why: str, now: int) -> None:
+        """Record the end of a connection the shell lost (nothing more is sent)."""
         if not self.closed:
-            self._finish(now, None, "client_gone")
+            self._finish(now, None, why)
 
     # faults and server-side endings
 

@@ -7,6 +7,11 @@ deadline with ``anyio`` waits, so trio's MockClock and the tests' virtual asynci
 the stream along in no real time. Give the exchange the event loop's clock
 (``clock=lambda: anyio.current_time() * 1000``) for that; with the wall clock it runs in
 real time.
+
+The session runs while the client waits in ``receive()``. A client that stops reading for
+several periods therefore gets one update with the current numbers when it reads again,
+where a socket would have buffered every update of the gap; pings, expiry and the
+lifetime are judged at that moment too.
 """
 
 from __future__ import annotations
