@@ -28,6 +28,7 @@ from .errors import (
     InvalidRequestError,
     InvalidSignatureError,
     IPBannedError,
+    ListenKeyNotFoundError,
     NotPortfolioMarginError,
     OutcomeUnknownError,
     PoolTimeoutError,
@@ -36,6 +37,8 @@ from .errors import (
     ReadTimeoutError,
     RequestTimeoutError,
     ServerError,
+    SharedBudgetUnavailableError,
+    StreamDecodeError,
     TimestampError,
     TransportError,
     WAFBlockedError,
@@ -77,12 +80,34 @@ from .monitor import (
     UniMMRBelow,
 )
 from .portfolio import WriteOutcomeUnknownError
-from .ratelimit import BudgetKey, BudgetSnapshot, Priority, RateLimiter
+from .ratelimit import BudgetKey, BudgetSnapshot, Limiter, Priority, RateLimiter
 from .retry import NO_RETRY, RetryPolicy
+from .stream_events import (
+    AccountUpdate,
+    ListenKeyExpired,
+    RiskLevel,
+    RiskLevelChange,
+    StreamEvent,
+    StreamReconnected,
+    UnknownEvent,
+    decode_stream_event,
+)
 from .transport import Timeouts
+from .user_stream import UserStream
 from .validation import EndpointCapError, ParameterError
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # RedisRateLimiter needs coredis (the "redis" extra): imported on first access only, so
+    # `import binance_pmpro` works without Redis installed.
+    if name == "RedisRateLimiter":
+        from .redis_budget import RedisRateLimiter
+
+        return RedisRateLimiter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Library etiquette: our warnings reach the application's handlers, or nowhere.
 _logging.getLogger("binance_pmpro").addHandler(_logging.NullHandler())
@@ -95,6 +120,7 @@ __all__ = [
     "AccountSnapshot",
     "AccountStatus",
     "AccountType",
+    "AccountUpdate",
     "AssetIndexPrice",
     "AssetLeverage",
     "AuthenticationError",
@@ -122,6 +148,9 @@ __all__ = [
     "InterestRecord",
     "InvalidRequestError",
     "InvalidSignatureError",
+    "Limiter",
+    "ListenKeyExpired",
+    "ListenKeyNotFoundError",
     "NotPortfolioMarginError",
     "OperationResult",
     "OutcomeUnknownError",
@@ -142,20 +171,29 @@ __all__ = [
     "RequestTimeoutError",
     "RetryPolicy",
     "RiskEvent",
+    "RiskLevel",
+    "RiskLevelChange",
     "RiskMonitor",
     "RiskTier",
     "ServerError",
+    "SharedBudgetUnavailableError",
     "SpanAccountInfo",
     "Stale",
     "StatusChange",
+    "StreamDecodeError",
+    "StreamEvent",
+    "StreamReconnected",
     "TieredCollateralRate",
     "Timeouts",
     "TimestampError",
     "TransferSide",
     "TransportError",
     "UniMMRBelow",
+    "UnknownEvent",
+    "UserStream",
     "WAFBlockedError",
     "WriteOutcomeUnknownError",
     "__version__",
     "decode_account_info",
+    "decode_stream_event",
 ]

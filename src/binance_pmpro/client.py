@@ -39,6 +39,8 @@ from .portfolio import PortfolioEndpointsMixin
 from .ratelimit import (
     BudgetKey,
     BudgetSnapshot,
+    Limiter,
+    LimiterPermit,
     Permit,
     Priority,
     RateLimiter,
@@ -49,23 +51,32 @@ from .requests import PreparedRequest, build_request, check_recv_window, redact_
 from .retry import RetryPolicy
 from .signing import Ed25519Signer, HmacSigner, PrivateKeySource, RsaSigner, load_signer
 from .transport import Response, Timeouts, Transport
+from .transport.websocket import WebSocketConnector
+from .user_stream import UserStreamMixin
 
 if TYPE_CHECKING:
     # httpx costs ~100 ms to import; only the httpx transport (loaded on first use) needs it.
     import httpx
 
-__all__ = ["DEFAULT_BASE_URL", "PortfolioMarginProClient"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_FUTURES_BASE_URL",
+    "DEFAULT_STREAM_URL",
+    "PortfolioMarginProClient",
+]
 
 logger = logging.getLogger("binance_pmpro")
 
 DEFAULT_BASE_URL = "https://api.binance.com"
+DEFAULT_FUTURES_BASE_URL = "https://fapi.binance.com"
+DEFAULT_STREAM_URL = "wss://fstream.binance.com/pm-classic"
 DEFAULT_RECV_WINDOW = 5000
 DEFAULT_MAX_WAIT = 10.0
 
 T = TypeVar("T")
 
 
-class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
+class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin, UserStreamMixin):
     """Async client for Binance's Portfolio Margin Pro API.
 
     One client is safe to share between any number of concurrent tasks, on asyncio or trio.
@@ -82,6 +93,15 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
     Options:
 
     - ``base_url``: Binance's REST root. ``http://`` is refused except for loopback hosts.
+    - ``futures_base_url``: the USDⓈ-M futures REST root, where the user data stream's
+      listen key is created and kept alive (default ``https://fapi.binance.com`` with
+      Binance's own ``base_url``; with a custom ``base_url``, that same URL).
+    - ``stream_url``: the user data stream's WebSocket root, ``<stream_url>/ws/<listenKey>``
+      (default ``wss://fstream.binance.com/pm-classic`` with Binance's own ``base_url``;
+      with a custom ``base_url``, none: :meth:`user_stream` then needs it given).
+    - ``stream_connector``: how the stream opens WebSockets
+      (a :class:`~binance_pmpro.transport.websocket.WebSocketConnector`; default: wsproto
+      over anyio sockets, TLS verified with ``ssl_context`` or the system's CAs).
     - ``recv_window``: ms a signed request stays valid, 1..60,000 (default 5,000).
     - ``timeout``: seconds for every phase, or a :class:`~binance_pmpro.transport.Timeouts`.
     - ``http_client``: your own ``httpx.AsyncClient`` (proxies, custom TLS, mocks); the
@@ -90,8 +110,15 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
       event loop and limits uses one limiter (:func:`~binance_pmpro.ratelimit.shared_limiter`),
       so they share the IP budgets of the egress address and the UID budgets of a common
       account, as Binance counts them; ``"per-client"`` gives the client its own; a
-      :class:`~binance_pmpro.ratelimit.RateLimiter` object is used as given; ``None``
-      switches local rate limiting off. ``uid_limit``/``ip_limit`` are weight per minute.
+      :class:`~binance_pmpro.ratelimit.RateLimiter` or
+      :class:`~binance_pmpro.redis_budget.RedisRateLimiter` (any
+      :class:`~binance_pmpro.ratelimit.Limiter`) is used as given; ``None`` switches
+      local rate limiting off. ``uid_limit``/``ip_limit`` are weight per minute.
+    - ``redis_url``: share the budgets with every process using the same Redis (a
+      :class:`~binance_pmpro.redis_budget.RedisRateLimiter` the client creates with
+      ``uid_limit``/``ip_limit`` and closes in :meth:`aclose`; needs the ``redis`` extra).
+      Default: the ``BINANCE_PMPRO_REDIS_URL`` environment variable, when
+      ``rate_limiter`` is left at ``"shared"``.
     - ``account_id``: the account's identity for budgets (default: a digest of the API key,
       never the key itself).
     - ``ip_total``: count every IP-limited ``/sapi`` endpoint on one budget of ``ip_limit``
@@ -129,6 +156,9 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
         private_key: PrivateKeySource | None = None,
         private_key_password: str | bytes | None = None,
         base_url: str = DEFAULT_BASE_URL,
+        futures_base_url: str | None = None,
+        stream_url: str | None = None,
+        stream_connector: WebSocketConnector | None = None,
         recv_window: int = DEFAULT_RECV_WINDOW,
         timeout: float | Timeouts | None = None,
         http_client: httpx.AsyncClient | None = None,
@@ -137,7 +167,8 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
         idle_timeout: float | None = 30.0,
         ssl_context: ssl.SSLContext | None = None,
         http2: bool = False,
-        rate_limiter: RateLimiter | Literal["shared", "per-client"] | None = "shared",
+        rate_limiter: Limiter | Literal["shared", "per-client"] | None = "shared",
+        redis_url: str | None = None,
         uid_limit: int = 180_000,
         ip_limit: int = 12_000,
         account_id: str | None = None,
@@ -155,6 +186,14 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
             api_key, api_secret, private_key, private_key_password
         )
         self.base_url = _check_base_url(base_url)
+        default_host = self.base_url == DEFAULT_BASE_URL
+        if futures_base_url is None:
+            futures_base_url = DEFAULT_FUTURES_BASE_URL if default_host else self.base_url
+        self.futures_base_url = _check_base_url(futures_base_url)
+        if stream_url is None and default_host:
+            stream_url = DEFAULT_STREAM_URL
+        self.stream_url = _check_stream_url(stream_url) if stream_url is not None else None
+        self._stream_connector = stream_connector
         self.recv_window = check_recv_window(recv_window)
         self.timeouts = Timeouts.coerce(timeout) if timeout is not None else Timeouts()
         if max_wait < 0:
@@ -163,12 +202,23 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
         # "shared": the process's limiter of the event loop, looked up at first use (the
         # client binds to a loop lazily); None: no local limiting.
         self._shared_limits: tuple[int, int] | None = None
+        self._owned_limiter: Limiter | None = None
+        if redis_url is None and rate_limiter == "shared":
+            redis_url = os.environ.get("BINANCE_PMPRO_REDIS_URL") or None
+        if redis_url is not None:
+            if rate_limiter != "shared":
+                raise ConfigurationError("give either redis_url or rate_limiter, not both")
+            from .redis_budget import RedisRateLimiter
+
+            rate_limiter = self._owned_limiter = RedisRateLimiter(
+                redis_url, uid_limit=uid_limit, ip_limit=ip_limit
+            )
         if rate_limiter == "per-client":
             rate_limiter = RateLimiter(uid_limit=uid_limit, ip_limit=ip_limit)
         elif rate_limiter == "shared":
             self._shared_limits = (uid_limit, ip_limit)
             rate_limiter = None
-        self._limiter: RateLimiter | None = rate_limiter
+        self._limiter: Limiter | None = rate_limiter
         self._account = account_id or (
             "key:" + hashlib.sha256(self._api_key.encode()).hexdigest()[:16]
             if self._api_key
@@ -192,6 +242,7 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
         self._ssl_context = ssl_context
         self._http2 = http2
         self._transport: Transport | None = None
+        self._futures_transport: Transport | None = None
         self._transport_choice: str = "custom"
         if isinstance(transport, str):
             if transport not in ("auto", "httpx", "fast"):
@@ -288,7 +339,7 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
             if b.key.owner == (self._account if b.key.kind is Budget.SAPI_UID else self._ip_group)
         ]
 
-    def _bind_limiter(self) -> RateLimiter | None:
+    def _bind_limiter(self) -> Limiter | None:
         """The limiter, binding the shared one of the running event loop at first use."""
         if self._limiter is None and self._shared_limits is not None:
             uid_limit, ip_limit = self._shared_limits
@@ -303,8 +354,12 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
     async def aclose(self) -> None:
         """Close the connection pool (a caller's ``http_client`` is left open). Idempotent."""
         self._closed = True
+        if self._futures_transport is not None:
+            await self._futures_transport.aclose()
         if self._transport is not None:
             await self._transport.aclose()
+        if self._owned_limiter is not None:
+            await self._owned_limiter.aclose()
 
     async def __aenter__(self) -> PortfolioMarginProClient:
         return self
@@ -321,14 +376,21 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
 
     # --- the path of one call --------------------------------------------------------------
 
-    def _get_transport(self) -> Transport:
+    def _get_transport(self, futures: bool = False) -> Transport:
         if self._closed:
             raise ClientClosedError("the client is closed; create a new one")
         if self._transport is None:
-            self._transport = self._make_transport()
+            self._transport = self._make_transport(self.base_url)
+        if futures and self.futures_base_url != self.base_url:
+            # A transport given as an object routes every host itself.
+            if self._transport_choice == "custom":
+                return self._transport
+            if self._futures_transport is None:
+                self._futures_transport = self._make_transport(self.futures_base_url)
+            return self._futures_transport
         return self._transport
 
-    def _make_transport(self) -> Transport:
+    def _make_transport(self, base_url: str) -> Transport:
         """Decision 6: the fast transport only on asyncio, with httptools installed, no
         user ``http_client`` and no proxy configured; httpx otherwise."""
         choice = self._transport_choice
@@ -338,7 +400,7 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
                 from .transport.fast import FastTransport
 
                 return FastTransport(
-                    self.base_url,
+                    base_url,
                     timeouts=self.timeouts,
                     max_connections=self._max_connections,
                     idle_timeout=self._idle_timeout,
@@ -349,7 +411,7 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
         from .transport.httpx import HttpxTransport
 
         return HttpxTransport(
-            self.base_url,
+            base_url,
             client=self._http_client,
             timeouts=self.timeouts,
             max_connections=self._max_connections,
@@ -375,6 +437,8 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
             # Binance counts IP weight per endpoint; ip_total pools them (stricter, safe).
             path = "" if self._ip_total else endpoint.path
             return BudgetKey(Budget.SAPI_IP, self._ip_group, path)
+        if endpoint.budget is Budget.FAPI_IP:
+            return BudgetKey(Budget.FAPI_IP, self._ip_group, "")
         return BudgetKey(Budget.API_IP, self._ip_group, "")
 
     async def _call(
@@ -520,12 +584,12 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
     ) -> Response:
         """One HTTP exchange: weight, fresh timestamp and signature, send, observe."""
         transport = self._transport
-        if transport is None or self._closed:
-            transport = self._get_transport()
+        if transport is None or self._closed or endpoint.futures:
+            transport = self._get_transport(endpoint.futures)
         weight = endpoint.weight_for(params)
         limiter = self._limiter or self._bind_limiter()
         if limiter is None:
-            permit: Permit = _UNLIMITED
+            permit: LimiterPermit = _UNLIMITED
         else:
             key = self._budget_keys.get(endpoint.name)
             if key is None or key[0] is not endpoint:
@@ -651,7 +715,7 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
         weight: int,
         max_wait: float,
         priority: Priority = Priority.NORMAL,
-    ) -> Permit:
+    ) -> LimiterPermit:
         limiter = self._limiter or self._bind_limiter()
         if limiter is None:
             return _UNLIMITED
@@ -766,6 +830,20 @@ def _check_base_url(base_url: str) -> str:
             "not travel in clear text (http:// is allowed for loopback hosts only)"
         )
     return base_url.rstrip("/")
+
+
+def _check_stream_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ConfigurationError(f"stream_url must be a ws(s):// URL, not {url!r}")
+    if parts.query or parts.fragment:
+        raise ConfigurationError("stream_url must not carry a query or fragment")
+    if parts.scheme == "ws" and not _is_loopback(parts.hostname):
+        raise ConfigurationError(
+            f"refusing plain ws:// to {parts.hostname}: the listen key must not travel in "
+            "clear text (ws:// is allowed for loopback hosts only)"
+        )
+    return url.rstrip("/")
 
 
 def _is_loopback(host: str) -> bool:

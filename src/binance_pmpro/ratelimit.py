@@ -45,7 +45,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -61,6 +61,8 @@ __all__ = [
     "BudgetSnapshot",
     "Grant",
     "IPGroupState",
+    "Limiter",
+    "LimiterPermit",
     "Permit",
     "Priority",
     "RateLimiter",
@@ -77,6 +79,7 @@ DEFAULT_LIMITS: Mapping[Budget, int] = {
     Budget.SAPI_UID: 180_000,
     Budget.SAPI_IP: 12_000,
     Budget.API_IP: 6_000,
+    Budget.FAPI_IP: 2_400,
 }
 """Binance's documented weight per minute for each budget kind."""
 
@@ -1107,8 +1110,9 @@ class RateLimiter:
 
     Options (all per limiter; every budget of a kind gets the same limit):
 
-    - ``uid_limit``, ``ip_limit``, ``api_limit``: weight per window of the UID, ``/sapi`` IP
-      and ``/api`` IP budgets (defaults: Binance's 180,000 / 12,000 / 6,000 per minute);
+    - ``uid_limit``, ``ip_limit``, ``api_limit``, ``fapi_limit``: weight per window of the
+      UID, ``/sapi`` IP, ``/api`` IP and futures (``/fapi``) IP budgets (defaults: Binance's
+      180,000 / 12,000 / 6,000 / 2,400 per minute);
     - ``window``: seconds per window (60; other values are for tests);
     - ``headroom``: share of the limit never used, at least 0.01;
     - ``burst``: share of the effective limit that may go out at once (default 0.005);
@@ -1129,6 +1133,7 @@ class RateLimiter:
         uid_limit: int = DEFAULT_LIMITS[Budget.SAPI_UID],
         ip_limit: int = DEFAULT_LIMITS[Budget.SAPI_IP],
         api_limit: int = DEFAULT_LIMITS[Budget.API_IP],
+        fapi_limit: int = DEFAULT_LIMITS[Budget.FAPI_IP],
         window: float = 60.0,
         headroom: float = 0.01,
         burst: float = 0.005,
@@ -1140,6 +1145,7 @@ class RateLimiter:
             Budget.SAPI_UID: uid_limit,
             Budget.SAPI_IP: ip_limit,
             Budget.API_IP: api_limit,
+            Budget.FAPI_IP: fapi_limit,
         }
         for kind, limit in self.limits.items():
             if limit <= 0:
@@ -1396,6 +1402,64 @@ class RateLimiter:
     def budgets(self) -> Iterable[BudgetKey]:
         """The keys of every budget seen so far."""
         return list(self._budgets)
+
+    async def aclose(self) -> None:
+        """Nothing to release (the :class:`Limiter` protocol's close, for shared backends)."""
+
+
+class LimiterPermit(Protocol):
+    """What a limiter's :meth:`Limiter.acquire` returns: the interface of :class:`Permit`."""
+
+    def mark_sent(self) -> None:
+        """The request is about to leave: from now on the weight is not refunded."""
+
+    def refund(self) -> None:
+        """Give the weight back (the request was not sent). Idempotent."""
+
+    def observe(self, status: int, headers: Mapping[str, str]) -> None:
+        """Learn from the response (lower-case header names)."""
+
+    async def __aenter__(self) -> Any:
+        """Enter the exchange."""
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Finish the permit: refund it unless it was sent."""
+
+
+class Limiter(Protocol):
+    """What the client needs of a rate limiter. :class:`RateLimiter` (one process) and
+    :class:`~binance_pmpro.redis_budget.RedisRateLimiter` (budgets shared through Redis)
+    both provide it; pass either as ``rate_limiter=``."""
+
+    async def acquire(
+        self,
+        key: BudgetKey,
+        weight: int,
+        *,
+        max_wait: float | None = None,
+        priority: Priority = Priority.NORMAL,
+    ) -> LimiterPermit:
+        """Wait until ``weight`` fits the budget ``key`` and return the permit."""
+
+    def set_server_offset(self, offset_ns: int, error_ns: int) -> None:
+        """The server's clock minus the event loop's clock (ns), within ``error_ns``."""
+
+    def clear_server_offset(self) -> None:
+        """Forget the server offset."""
+
+    def snapshot(self) -> list[BudgetSnapshot]:
+        """The state of every budget seen so far."""
+
+    def budgets(self) -> Iterable[BudgetKey]:
+        """The keys of every budget seen so far."""
+
+    async def aclose(self) -> None:
+        """Release what the limiter holds (connections, background tasks)."""
 
 
 _sniffio_thread = sniffio.thread_local
