@@ -837,3 +837,42 @@ def test_core_property_ledger_never_undercounts_a_reported_window(
     core = make(limit, window=window, spread=J, offset=clock)
     server = _Server(offset=phase, window=window)
     _simulate(core, server, requests, foreign=foreign, check_ledger=True)
+
+
+@PROPERTY
+@given(
+    requests=st.lists(_request, min_size=50, max_size=250),
+    limit=st.integers(200, 600),
+    phase=st.integers(-(10**12), 10**12),
+    error=st.integers(-50_000_000, 50_000_000),
+    foreign=st.dictionaries(st.integers(0, 40), st.integers(1, 150), max_size=40),
+    aligned=st.booleans(),
+    probe=st.booleans(),
+)
+def test_core_property_fast_readiness_check_never_grants_what_ready_at_refuses(
+    requests: list[tuple[int, int, int, int, str]],
+    limit: int,
+    phase: int,
+    error: int,
+    foreign: dict[int, int],
+    aligned: bool,
+    probe: bool,
+) -> None:
+    window = 10 * NS
+    clock = ServerOffset(drift_ppm=0)
+    if aligned:
+        clock.set(phase + error, abs(error), T0)
+    core = make(limit, window=window, spread=J, offset=clock, probe=probe)
+    exact = core.ready_at
+    seen = {True: 0, False: 0}
+
+    def checked(now: int, weight: int) -> int:
+        ready = exact(now, weight)
+        fast = core.ready_now(now, weight)
+        seen[fast] += 1
+        assert not fast or ready <= now, (now, weight, ready)
+        return ready
+
+    core.ready_at = checked  # type: ignore[method-assign]
+    _simulate(core, _Server(offset=phase, window=window), requests, foreign=foreign)
+    assert seen[True] + seen[False] >= len(requests)

@@ -309,12 +309,14 @@ class _Window:
         "foreign",
         "frontier",
         "full",
+        "ks",
         "last_sent",
         "pending",
         "settled",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, k: int) -> None:
+        self.ks = (k,)  # the windows of a grant charged to this one alone (shared tuple)
         self.charged = 0  # own weight that may land in this window (in flight included)
         self.done = 0  # own weight the server's header proved it counted here
         self.foreign = 0  # lower bound of others' weight here (drives the foreign forecast)
@@ -614,6 +616,59 @@ class BudgetCore:
         pacer = -(-(base + (ahead + weight - tol) * self.span) // self._den)
         return max(now, pacer, self.paused_until, self.group.banned_until)
 
+    def ready_now(self, now: int, weight: int) -> bool:
+        """True when ``ready_at(now, weight) <= now`` is certain from the common case alone:
+        nothing paused, the pacer and the log with room, and the arrival windows far from
+        full with no foreign weight to leave room for. False means "ask ``ready_at``" (a
+        check would need the exact time of readiness): the decision is always theirs, in
+        fewer steps."""
+        if self.paused_until > now or self.group.banned_until > now:
+            return False
+        span = self.span
+        tol = self.burst if weight <= self.burst else weight
+        # ceil((tat + (weight - tol) * span) / den) <= now, without the division.
+        if self._tat + (weight - tol) * span > now * self._den:
+            return False
+        log = self._log
+        if log and log[0][0] < now - span:
+            self._expire(now)
+        if self._log_sum + weight > self.effective:
+            return False
+        w = self.window
+        clock = self.clock
+        offset = clock.offset
+        if offset is not None:
+            eps = clock.error + abs(now - clock.set_at) * clock.drift_ppm // _PPM
+        if offset is not None and eps * 10 <= w:
+            windows = self._windows
+            if windows:
+                eff = self.effective
+                for k in range(
+                    (now + offset - eps) // w, (now + offset + eps + self.spread) // w + 1
+                ):
+                    win = windows.get(k)
+                    if win is None:
+                        continue
+                    used = win.charged + win.excess if win.full or win.frontier else win.charged
+                    if used + weight > eff:
+                        return False  # blocked until the arrival interval leaves k
+                    if win.foreign:
+                        return False  # others' weight to leave room for
+                    prev = windows.get(k - 1)
+                    if prev is not None and prev.foreign:
+                        return False
+        elif (
+            self._pf_value is not None
+            and now < self._pf_received + w
+            and self._pf_value + self.granted_cum + weight > self.effective
+        ):
+            return False
+        if self.probe and self.outstanding:
+            last = self._last_response_at
+            if last is None or now - last > w:
+                return False
+        return True
+
     def grant(self, now: int, weight: int) -> Grant:
         """Commit a grant (the caller checked ``ready_at(now, weight) <= now``)."""
         self._tat = max(self._tat, now * self._den) + weight * self.span
@@ -631,18 +686,18 @@ class BudgetCore:
             hi = (now + offset + eps + self.spread) // w
             windows = self._windows
             if lo == hi:
-                g.windows = (lo,)
                 win = windows.get(lo)
                 if win is None:
-                    win = windows[lo] = _Window()
+                    win = windows[lo] = _Window(lo)
                     self._collect(lo)
+                g.windows = win.ks
                 win.charged += weight
             else:
                 g.windows = tuple(range(lo, hi + 1))
                 for k in g.windows:
                     win = windows.get(k)
                     if win is None:
-                        win = windows[k] = _Window()
+                        win = windows[k] = _Window(k)
                         self._collect(k)
                     win.charged += weight
         self.granted_cum += weight
@@ -701,7 +756,7 @@ class BudgetCore:
                     if k not in g.windows:
                         win = windows.get(k)
                         if win is None:
-                            win = windows[k] = _Window()
+                            win = windows[k] = _Window(k)
                         win.charged += g.weight
                 g.windows = reach
         # What the server's count will surely include of ours, per window: the answers
@@ -713,10 +768,13 @@ class BudgetCore:
             if win is None:
                 g.snap = (0,)
             else:
-                settled = win.settle(now) if win.pending else win.settled
+                pending = win.pending
+                settled = win.settled
+                if pending and pending[0][0] <= now:
+                    settled = win.settle(now)
                 g.snap = (win.done if win.done > settled else settled,)
-                g.cell = [now + self.spread, g.weight, 0]
-                win.pending.append(g.cell)
+                g.cell = cell = [now + self.spread, g.weight, 0]
+                pending.append(cell)
         elif ks:
             snap = []
             for k in ks:
@@ -800,24 +858,30 @@ class BudgetCore:
         if offset is not None:
             eps = clock.error + abs(now - clock.set_at) * clock.drift_ppm // _PPM
             old = g.windows
-            lo = (sent + offset - eps) // self.window
-            if (
-                len(old) == 1
-                and old[0] == lo
-                and (now + offset + eps) // self.window == lo
-                and lo in self._windows
-            ):
-                k_single = lo  # the usual case: the one window charged, and surely it
-            else:
-                k_single = self._attribute(g, sent, now, offset, eps)
+            window = self.window
+            lo = (sent + offset - eps) // window
+            win = None
+            if len(old) == 1 and old[0] == lo and (now + offset + eps) // window == lo:
+                win = self._windows.get(lo)  # the usual case: the one window charged, surely
+            k_single = lo if win is not None else self._attribute(g, sent, now, offset, eps)
             if counted and used is not None and k_single is not None:
-                win = self._windows[k_single]
-                idx = g.windows.index(k_single)
+                if win is None:
+                    win = self._windows[k_single]
+                idx = 0 if len(g.windows) == 1 else g.windows.index(k_single)
                 # The order-independent max rule: whatever the server counted beyond our
                 # own weight known to be in its count (responses received before we sent,
                 # and this request) is others' usage, or ours still in flight.
                 snap = g.snap[idx] if idx < len(g.snap) else 0
-                win.reading(sent, now, used - snap - w)
+                bound = used - snap - w
+                # ``win.reading(sent, now, bound)``, inline: it runs once per answer.
+                frontier = win.frontier
+                if sent > win.last_sent:
+                    win.last_sent = sent
+                    while frontier and frontier[0][0] <= sent:
+                        frontier.popleft()
+                while frontier and frontier[-1][1] <= bound:
+                    frontier.pop()
+                frontier.append([now, bound])
                 win.done += w
                 foreign = used - win.charged  # everything of ours could be in there
                 if foreign > win.foreign:
@@ -877,7 +941,7 @@ class BudgetCore:
             if k not in old:
                 win = windows.get(k)
                 if win is None:
-                    win = windows[k] = _Window()
+                    win = windows[k] = _Window(k)
                 win.charged += g.weight
         g.windows = tuple(keep)
         g.snap = tuple(snaps.get(k, 0) for k in keep)
@@ -1041,7 +1105,7 @@ class Permit:
     False, is refunded; otherwise its weight stays spent (the server may have counted it).
     """
 
-    __slots__ = ("_budget", "_grant", "_limiter", "sent", "weight")
+    __slots__ = ("_budget", "_grant", "_limiter", "_loop", "sent", "weight")
 
     def __init__(
         self,
@@ -1049,12 +1113,14 @@ class Permit:
         budget: _Budget | None,
         grant: Grant | None,
         weight: int,
+        loop: Any = None,
     ) -> None:
         self._limiter = limiter
         self._budget = budget
         self._grant = grant
         self.weight = weight
         self.sent = False
+        self._loop = loop  # the asyncio loop it was granted on, whose clock it reads
 
     @property
     def key(self) -> BudgetKey | None:
@@ -1064,8 +1130,11 @@ class Permit:
     def mark_sent(self) -> None:
         """The request is about to leave: from now on the weight is not refunded."""
         self.sent = True
-        if self._budget is not None and self._grant is not None:
-            self._budget.core.mark_sent(self._grant, _now_ns())
+        budget = self._budget
+        if budget is not None and self._grant is not None:
+            loop = self._loop
+            now = math.floor(loop.time() * NS) if loop is not None else _now_ns()
+            budget.core.mark_sent(self._grant, now)
 
     def refund(self) -> None:
         """Give the weight back (only meaningful before the request was sent). Idempotent."""
@@ -1083,8 +1152,11 @@ class Permit:
         ``headers`` must answer ``get`` with lower-case names (``httpx.Headers`` or a dict
         with lower-case keys).
         """
-        if self._budget is not None and self._grant is not None:
-            self._limiter._observe(self._budget, self._grant, status, headers)
+        budget = self._budget
+        if budget is not None and self._grant is not None:
+            loop = self._loop
+            now = math.floor(loop.time() * NS) if loop is not None else _now_ns()
+            self._limiter._observe(budget, self._grant, status, headers, now)
 
     async def __aenter__(self) -> Permit:
         return self
@@ -1248,23 +1320,26 @@ class RateLimiter:
                 self._by_id.clear()
             self._by_id[id(key)] = (key, budget)
         core = budget.core
-        now = _now_ns()
+        # The asyncio loop (None elsewhere): its clock is read directly, here and by the
+        # permit (a task never changes loops), which saves a library look-up per read.
+        loop = _asyncio_loop()
+        now = math.floor(loop.time() * NS) if loop is not None else _now_ns()
         self._last_now = now
         if core.group.banned_until > now:
             raise self._ban_error(core.group, now)
         if not 0 < weight <= core.effective:
             core.check_weight(weight)
-        if (not budget.n_waiting or not budget.busy(priority)) and core.ready_at(
-            now, weight
-        ) <= now:
+        if (not budget.n_waiting or not budget.busy(priority)) and (
+            core.ready_now(now, weight) or core.ready_at(now, weight) <= now
+        ):
             # Uncontended: granted without yielding. The request that follows awaits its
             # transport anyway, and an event-loop round trip here was the largest part of
             # an uncontended acquire's cost. (A caller already cancelled is stopped at that
             # await; its weight is then kept, which errs on the safe side.)
-            return Permit(self, budget, core.grant(now, weight), weight)
+            return Permit(self, budget, core.grant(now, weight), weight, loop)
         await anyio.lowlevel.checkpoint_if_cancelled()
         grant = await self._wait(budget, weight, int(priority), now, max_wait)
-        permit = Permit(self, budget, grant, weight)
+        permit = Permit(self, budget, grant, weight, loop)
         # The grant is committed: yield to others without being cancellable, so a
         # cancellation arriving now cannot lose it (anyio's own locks do the same).
         await anyio.lowlevel.cancel_shielded_checkpoint()
@@ -1343,9 +1418,13 @@ class RateLimiter:
     # --- responses ----------------------------------------------------------------------
 
     def _observe(
-        self, budget: _Budget, grant: Grant, status: int, headers: Mapping[str, str]
+        self,
+        budget: _Budget,
+        grant: Grant,
+        status: int,
+        headers: Mapping[str, str],
+        now: int,
     ) -> None:
-        now = _now_ns()
         raw = headers.get(budget.header)
         used = int(raw) if raw is not None and raw.isdigit() else None
         retry_ns: int | None = None
@@ -1368,7 +1447,8 @@ class RateLimiter:
                 if other.core.group is group:
                     other.core.pause(ban_until)
                     other.wake()
-        budget.wake()
+        if budget.n_waiting:
+            budget.wake()
 
     # --- metrics ------------------------------------------------------------------------
 
@@ -1479,6 +1559,14 @@ def _loop_getter() -> Callable[[], Any]:
         return _no_loop
     _running_loop = asyncio._get_running_loop
     return _running_loop
+
+
+def _asyncio_loop() -> Any:
+    """The running asyncio loop, unless another library announced itself through sniffio
+    (then None, as it is when no asyncio loop runs)."""
+    if _sniffio_thread.name is None and _sniffio_var.get() is None:
+        return (_running_loop or _loop_getter())()
+    return None
 
 
 def _now_ns() -> int:
