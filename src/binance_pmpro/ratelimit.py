@@ -175,10 +175,13 @@ class ServerOffset:
         "offset",
         "phase_only",
         "set_at",
+        "version",
         "window",
     )
 
     def __init__(self, drift_ppm: int = 100, window_ns: int = WINDOW_NS) -> None:
+        # Bumped whenever offset, error or set_at change: budgets cache derived figures.
+        self.version = 0
         self.offset: int | None = None
         self.error = 0
         self.set_at = 0
@@ -198,6 +201,7 @@ class ServerOffset:
         self.offset = int(offset_ns)
         self.error = int(error_ns)
         self.set_at = now
+        self.version += 1
         self.explicit = True
         self.phase_only = False
 
@@ -239,6 +243,7 @@ class ServerOffset:
                 # Contradicts what was learned from counts before: unlearn it, and from now
                 # on want a confirmation.
                 self.offset = None
+                self.version += 1
                 self._doubted = True
                 self._candidate = (-until, -after, now)
             return
@@ -272,11 +277,13 @@ class ServerOffset:
         self.offset = (lo + hi) // 2
         self.error = (hi - lo + 1) // 2
         self.set_at = now
+        self.version += 1
         self.phase_only = phase_only
 
     def clear(self) -> None:
         """Forget the offset (back to the mode that needs none)."""
         self.offset = None
+        self.version += 1
         self.explicit = False
         self.phase_only = False
         self._candidate = None
@@ -468,6 +475,18 @@ class BudgetCore:
         self._seq = 0
         self._last_grant_at = 0
         self._last_response_at: int | None = None
+        # The span cache: while the clock's version is ``_sp_ver``, any request sent at a
+        # local time in [_sp_from, _sp_to] arrives within server minute ``_sp_k`` alone (for
+        # the error bound at any of those times), and is surely handled there if answered
+        # by ``_sp_to``: the window arithmetic of the common case, done once per span
+        # instead of per request. ``_sp_win`` / ``_sp_prev`` are windows k and k - 1 as
+        # they were when it was filled; creating or collecting a window empties it.
+        self._sp_ver = -1
+        self._sp_from = 0
+        self._sp_to = -1
+        self._sp_k = 0
+        self._sp_win: _Window | None = None
+        self._sp_prev: _Window | None = None
 
     # --- configuration ----------------------------------------------------------------
 
@@ -553,6 +572,32 @@ class BudgetCore:
             ready = max(ready, self._last_grant_at + self.probe_timeout)
         return ready
 
+    def _fill_span(self, now: int) -> None:
+        """Fill the span cache from ``now`` for up to a quarter window, when the whole
+        arrival interval of a request sent then lies in one server minute."""
+        self._sp_ver = -1
+        clock = self.clock
+        offset = clock.offset
+        if offset is None or now < clock.set_at:
+            return
+        w = self.window
+        horizon = now + w // 4
+        # The error bound only grows after set_at: its value at the horizon bounds it
+        # everywhere in [set_at, horizon].
+        eps = clock.error + (horizon - clock.set_at) * clock.drift_ppm // _PPM
+        if eps * 10 > w:
+            return
+        k = (now + offset - eps) // w
+        end = min(horizon, (k + 1) * w - offset - eps - self.spread - 1)
+        if end < now:
+            return
+        self._sp_from = max(k * w - offset + eps, clock.set_at)
+        self._sp_to = end
+        self._sp_k = k
+        self._sp_win = self._windows.get(k)
+        self._sp_prev = self._windows.get(k - 1)
+        self._sp_ver = clock.version
+
     def _cold(self, now: int) -> bool:
         last = self._last_response_at
         return last is None or now - last > self.window
@@ -636,10 +681,27 @@ class BudgetCore:
             return False
         w = self.window
         clock = self.clock
+        if clock.version == self._sp_ver and self._sp_from <= now <= self._sp_to:
+            # One arrival window, k, known from the span cache.
+            win = self._sp_win
+            if win is not None:
+                if win.full or win.foreign:
+                    return False
+                used = win.charged
+                frontier = win.frontier
+                if frontier and frontier[0][1] > 0:
+                    used += frontier[0][1]
+                if used + weight > self.effective:
+                    return False
+                prev = self._sp_prev
+                if prev is not None and prev.foreign:
+                    return False
+            return self._probe_clear(now)
         offset = clock.offset
         if offset is not None:
             eps = clock.error + abs(now - clock.set_at) * clock.drift_ppm // _PPM
         if offset is not None and eps * 10 <= w:
+            self._fill_span(now)
             windows = self._windows
             if windows:
                 eff = self.effective
@@ -663,9 +725,13 @@ class BudgetCore:
             and self._pf_value + self.granted_cum + weight > self.effective
         ):
             return False
+        return self._probe_clear(now)
+
+    def _probe_clear(self, now: int) -> bool:
+        """False while a cold start's probe may hold the next grant back."""
         if self.probe and self.outstanding:
             last = self._last_response_at
-            if last is None or now - last > w:
+            if last is None or now - last > self.window:
                 return False
         return True
 
@@ -679,7 +745,15 @@ class BudgetCore:
         g = Grant(weight, now, self._seq, entry)
         clock = self.clock
         offset = clock.offset
-        if offset is not None:
+        win = self._sp_win
+        if (
+            win is not None
+            and clock.version == self._sp_ver
+            and self._sp_from <= now <= self._sp_to
+        ):
+            g.windows = win.ks
+            win.charged += weight
+        elif offset is not None:
             eps = clock.error + abs(now - clock.set_at) * clock.drift_ppm // _PPM
             w = self.window
             lo = (now + offset - eps) // w
@@ -688,7 +762,7 @@ class BudgetCore:
             if lo == hi:
                 win = windows.get(lo)
                 if win is None:
-                    win = windows[lo] = _Window(lo)
+                    win = self._new_window(lo)
                     self._collect(lo)
                 g.windows = win.ks
                 win.charged += weight
@@ -697,7 +771,7 @@ class BudgetCore:
                 for k in g.windows:
                     win = windows.get(k)
                     if win is None:
-                        win = windows[k] = _Window(k)
+                        win = self._new_window(k)
                         self._collect(k)
                     win.charged += weight
         self.granted_cum += weight
@@ -705,10 +779,16 @@ class BudgetCore:
         self._last_grant_at = now
         return g
 
+    def _new_window(self, k: int) -> _Window:
+        win = self._windows[k] = _Window(k)
+        self._sp_ver = -1  # the span cache may hold None for it
+        return win
+
     def _collect(self, k: int) -> None:
         # Windows two minutes old can no longer receive anything of ours.
         if k - 2 > self._low_window:
             self._low_window = k - 2
+            self._sp_ver = -1
             for old in [j for j in self._windows if j < k - 2]:
                 del self._windows[old]
 
@@ -734,6 +814,22 @@ class BudgetCore:
         windows = self._windows
         clock = self.clock
         offset = clock.offset
+        win = self._sp_win
+        if (
+            win is not None
+            and g.windows is win.ks
+            and clock.version == self._sp_ver
+            and self._sp_from <= now <= self._sp_to
+        ):
+            # Still where the grant charged it (the span cache says so): the snapshot.
+            pending = win.pending
+            settled = win.settled
+            if pending and pending[0][0] <= now:
+                settled = win.settle(now)
+            g.snap = (win.done if win.done > settled else settled,)
+            g.cell = cell = [now + self.spread, g.weight, 0]
+            pending.append(cell)
+            return
         if offset is not None:
             # Where it can land, seen from the moment it leaves: not before it leaves (a
             # window that ends before then is released), and within the spread after
@@ -756,7 +852,7 @@ class BudgetCore:
                     if k not in g.windows:
                         win = windows.get(k)
                         if win is None:
-                            win = windows[k] = _Window(k)
+                            win = self._new_window(k)
                         win.charged += g.weight
                 g.windows = reach
         # What the server's count will surely include of ours, per window: the answers
@@ -855,38 +951,48 @@ class BudgetCore:
         if not counted:
             self._unsettle(g)
         k_single: int | None = None
-        if offset is not None:
+        win = self._sp_win
+        if (
+            win is not None
+            and g.windows is win.ks
+            and clock.version == self._sp_ver
+            and self._sp_from <= sent <= now <= self._sp_to
+        ):
+            # The usual case: charged to one window, and sent and answered within the
+            # span cache's stretch of it: surely handled there.
+            k_single = self._sp_k
+        elif offset is not None:
             eps = clock.error + abs(now - clock.set_at) * clock.drift_ppm // _PPM
             old = g.windows
             window = self.window
             lo = (sent + offset - eps) // window
             win = None
             if len(old) == 1 and old[0] == lo and (now + offset + eps) // window == lo:
-                win = self._windows.get(lo)  # the usual case: the one window charged, surely
+                win = self._windows.get(lo)  # one window charged, and surely it
             k_single = lo if win is not None else self._attribute(g, sent, now, offset, eps)
-            if counted and used is not None and k_single is not None:
-                if win is None:
-                    win = self._windows[k_single]
-                idx = 0 if len(g.windows) == 1 else g.windows.index(k_single)
-                # The order-independent max rule: whatever the server counted beyond our
-                # own weight known to be in its count (responses received before we sent,
-                # and this request) is others' usage, or ours still in flight.
-                snap = g.snap[idx] if idx < len(g.snap) else 0
-                bound = used - snap - w
-                # ``win.reading(sent, now, bound)``, inline: it runs once per answer.
-                frontier = win.frontier
-                if sent > win.last_sent:
-                    win.last_sent = sent
-                    while frontier and frontier[0][0] <= sent:
-                        frontier.popleft()
-                while frontier and frontier[-1][1] <= bound:
-                    frontier.pop()
-                frontier.append([now, bound])
-                win.done += w
-                foreign = used - win.charged  # everything of ours could be in there
-                if foreign > win.foreign:
-                    win.foreign = foreign
-                    self._update_forecast(k_single)
+        if counted and used is not None and k_single is not None:
+            if win is None:
+                win = self._windows[k_single]
+            idx = 0 if len(g.windows) == 1 else g.windows.index(k_single)
+            # The order-independent max rule: whatever the server counted beyond our
+            # own weight known to be in its count (responses received before we sent,
+            # and this request) is others' usage, or ours still in flight.
+            snap = g.snap[idx] if idx < len(g.snap) else 0
+            bound = used - snap - w
+            # ``win.reading(sent, now, bound)``, inline: it runs once per answer.
+            frontier = win.frontier
+            if sent > win.last_sent:
+                win.last_sent = sent
+                while frontier and frontier[0][0] <= sent:
+                    frontier.popleft()
+            while frontier and frontier[-1][1] <= bound:
+                frontier.pop()
+            frontier.append([now, bound])
+            win.done += w
+            foreign = used - win.charged  # everything of ours could be in there
+            if foreign > win.foreign:
+                win.foreign = foreign
+                self._update_forecast(k_single)
         if used is not None and counted:
             if 0 <= used < g.ref_used and not self.clock.explicit:
                 # The reference answer arrived before this request left, so in one window
@@ -941,7 +1047,7 @@ class BudgetCore:
             if k not in old:
                 win = windows.get(k)
                 if win is None:
-                    win = windows[k] = _Window(k)
+                    win = self._new_window(k)
                 win.charged += g.weight
         g.windows = tuple(keep)
         g.snap = tuple(snaps.get(k, 0) for k in keep)
