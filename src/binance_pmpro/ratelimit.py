@@ -737,7 +737,10 @@ class BudgetCore:
 
     def grant(self, now: int, weight: int) -> Grant:
         """Commit a grant (the caller checked ``ready_at(now, weight) <= now``)."""
-        self._tat = max(self._tat, now * self._den) + weight * self.span
+        tat = now * self._den
+        if self._tat > tat:
+            tat = self._tat
+        self._tat = tat + weight * self.span
         entry = [now, weight]
         self._log.append(entry)
         self._log_sum += weight
@@ -939,6 +942,52 @@ class BudgetCore:
         """
         state = g.state
         if state >= _FINISHED:  # finished or refunded
+            return None
+        win = self._sp_win
+        sent = g.sent_at
+        if (
+            state == _SENT
+            and used is not None
+            and status != 429
+            and status != 418
+            and used >= g.ref_used
+            and win is not None
+            and g.windows is win.ks
+            and self.clock.version == self._sp_ver
+            and self._sp_from <= sent <= now <= self._sp_to
+        ):
+            # The usual answer, in one pass: counted, with a header, sent and answered
+            # within the span cache's stretch of the one window it was charged to (so
+            # surely handled there), and no count drop to learn from. The same steps as
+            # below, in the same order.
+            w = g.weight
+            self._last_response_at = now
+            bound = used - (g.snap[0] if g.snap else 0) - w
+            frontier = win.frontier
+            if sent > win.last_sent:
+                win.last_sent = sent
+                while frontier and frontier[0][0] <= sent:
+                    frontier.popleft()
+            while frontier and frontier[-1][1] <= bound:
+                frontier.pop()
+            frontier.append([now, bound])
+            win.done += w
+            foreign = used - win.charged
+            if foreign > win.foreign:
+                win.foreign = foreign
+                self._update_forecast(self._sp_k)
+            if sent >= self._pf_sent:
+                self._pf_sent = sent
+                self._pf_received = now
+                self._pf_value = used - g.fin_snap - w
+                self._pf_used = used
+                self._pf_granted = g.cum_snap
+                self.server_used = used
+            elif self.server_used is None:
+                self.server_used = used
+            g.state = _FINISHED
+            self.finished_cum += w
+            self.outstanding -= 1
             return None
         if state == _GRANTED:
             self.mark_sent(g, g.granted_at)
