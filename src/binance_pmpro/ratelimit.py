@@ -664,9 +664,9 @@ class BudgetCore:
     def ready_now(self, now: int, weight: int) -> bool:
         """True when ``ready_at(now, weight) <= now`` is certain from the common case alone:
         nothing paused, the pacer and the log with room, and the arrival windows far from
-        full with no foreign weight to leave room for. False means "ask ``ready_at``" (a
-        check would need the exact time of readiness): the decision is always theirs, in
-        fewer steps."""
+        full (room for this weight and the whole foreign forecast besides). False means "ask
+        ``ready_at``" (a check would need the exact time of readiness): the decision is
+        always theirs, in fewer steps."""
         if self.paused_until > now or self.group.banned_until > now:
             return False
         span = self.span
@@ -685,16 +685,19 @@ class BudgetCore:
             # One arrival window, k, known from the span cache.
             win = self._sp_win
             if win is not None:
-                if win.full or win.foreign:
+                if win.full:
                     return False
                 used = win.charged
                 frontier = win.frontier
                 if frontier and frontier[0][1] > 0:
                     used += frontier[0][1]
-                if used + weight > self.effective:
-                    return False
+                # The room kept for others' weight still to come in the window is at most
+                # their whole forecast: far enough below the limit, it cannot hold us.
+                foreign = win.foreign
                 prev = self._sp_prev
-                if prev is not None and prev.foreign:
+                if prev is not None and prev.foreign > foreign:
+                    foreign = prev.foreign
+                if used + weight + foreign > self.effective:
                     return False
             return self._probe_clear(now)
         offset = clock.offset
@@ -712,13 +715,12 @@ class BudgetCore:
                     if win is None:
                         continue
                     used = win.charged + win.excess if win.full or win.frontier else win.charged
-                    if used + weight > eff:
-                        return False  # blocked until the arrival interval leaves k
-                    if win.foreign:
-                        return False  # others' weight to leave room for
+                    foreign = win.foreign
                     prev = windows.get(k - 1)
-                    if prev is not None and prev.foreign:
-                        return False
+                    if prev is not None and prev.foreign > foreign:
+                        foreign = prev.foreign
+                    if used + weight + foreign > eff:
+                        return False  # near the limit: ready_at works out when
         elif (
             self._pf_value is not None
             and now < self._pf_received + w
