@@ -1310,10 +1310,25 @@ class Permit:
         with lower-case keys).
         """
         budget = self._budget
-        if budget is not None and self._grant is not None:
-            loop = self._loop
-            now = math.floor(loop.time() * NS) if loop is not None else _now_ns()
-            self._limiter._observe(budget, self._grant, status, headers, now)
+        grant = self._grant
+        if budget is None or grant is None:
+            return
+        loop = self._loop
+        now = math.floor(loop.time() * NS) if loop is not None else _now_ns()
+        clock = self._limiter._offset
+        if (status != 429 and status != 418) and (
+            clock.explicit or (clock.offset is not None and clock.eps(now) <= _DATE_GOOD_ENOUGH)
+        ):
+            # The usual answer, handled here (what ``_observe`` does for it): no pause or
+            # ban to spread, no Date header to learn the clock from.
+            raw = headers.get(budget.header)
+            budget.core.on_response(
+                grant, now, status, int(raw) if raw is not None and raw.isdigit() else None
+            )
+            if budget.n_waiting:
+                budget.wake()
+            return
+        self._limiter._observe(budget, grant, status, headers, now)
 
     async def __aenter__(self) -> Permit:
         return self
