@@ -1,0 +1,307 @@
+"""Fleets of OS processes on one account, against one FakeExchange over loopback HTTP.
+
+The test process serves a :class:`~binance_pmpro.testing.FakeExchange` on 127.0.0.1 and
+starts each :class:`Worker` as ``python -m _fleet_worker`` (its own interpreter, event loop,
+client and limiter). Workers report ready, start together at one wall-clock instant, run
+their tasks for ``duration`` seconds and report counts, latencies and rate-limit waits.
+
+The verdict on safety comes from the exchange's own ledger (:attr:`FleetRun.fake`), not from
+what the clients believe: 429s per budget, weight accepted per window. The exchange's clock is
+shifted so that a window starts exactly when the workers do, so a run of ``n`` windows has
+``n`` full windows.
+
+Every run is bounded: workers stop calling at their deadline, and the whole fleet must be
+done ``duration + 60`` seconds after the start or it is killed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from binance_pmpro.endpoints import Budget
+from binance_pmpro.testing import FakeExchange
+
+TESTS = Path(__file__).resolve().parent
+
+__all__ = ["FleetRun", "LimiterSpec", "Window", "Worker", "run_fleet"]
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One process: its task mix (``{"kind": "uid5", "count": 8}``, ``{"kind": "watch",
+    "every": 1.0}``, ...; see ``_fleet_worker``) and event loop."""
+
+    name: str
+    tasks: Sequence[dict[str, Any]]
+    backend: str = "asyncio"
+
+
+@dataclass(frozen=True)
+class LimiterSpec:
+    """Which limiter each worker builds: ``"local"`` (its own header-reconciling
+    RateLimiter) or ``"redis"`` (RedisRateLimiter on ``url``), with limits per window."""
+
+    kind: str
+    uid_limit: int
+    ip_limit: int
+    window: float
+    url: str | None = None
+    api_limit: int = 6_000
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_config(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "url": self.url,
+            "uid_limit": self.uid_limit,
+            "ip_limit": self.ip_limit,
+            "api_limit": self.api_limit,
+            "window": self.window,
+            "extra": self.extra,
+        }
+
+
+@dataclass(frozen=True)
+class Window:
+    """One full window of one budget, from the exchange's ledger (zeros when idle)."""
+
+    start_ms: int
+    limit: int
+    accepted: int
+    counted: int
+    rate_limited: int
+
+    @property
+    def utilisation(self) -> float:
+        return self.accepted / self.limit
+
+
+@dataclass
+class FleetRun:
+    """What a fleet did: the exchange (ledger, request log) and each worker's report."""
+
+    fake: FakeExchange
+    tag: str
+    start_ms: int
+    end_ms: int
+    reports: dict[str, dict[str, Any]]
+    returncodes: dict[str, int | None]
+    stderr: dict[str, str]
+    wall_s: float
+
+    def rate_limited(self, budget: Budget) -> int:
+        """Requests the exchange answered 429 (or 418 at a ban) on this budget kind."""
+        return sum(u.rate_limited for u in self.fake.ledger if u.key.budget is budget)
+
+    def over_limit(self, budget: Budget) -> list[int]:
+        """Window starts where accepted weight exceeded the limit (never expected)."""
+        return [
+            u.window_start_ms
+            for u in self.fake.ledger
+            if u.key.budget is budget and u.accepted_weight > u.limit
+        ]
+
+    def windows(self, budget: Budget) -> list[Window]:
+        """Every full window of the run on this budget kind (one owner per kind here)."""
+        step = self.fake.window_ms
+        limit = self.fake.limit_of(budget)
+        found: dict[int, Window] = {}
+        for u in self.fake.ledger:
+            if u.key.budget is not budget:
+                continue
+            w = found.get(u.window_start_ms)
+            accepted = u.accepted_weight + (w.accepted if w else 0)
+            counted = u.weight + (w.counted if w else 0)
+            limited = u.rate_limited + (w.rate_limited if w else 0)
+            found[u.window_start_ms] = Window(u.window_start_ms, limit, accepted, counted, limited)
+        out = []
+        for start in range(self.start_ms, self.end_ms - step + 1, step):
+            out.append(found.get(start, Window(start, limit, 0, 0, 0)))
+        return out
+
+    def ok(self, kind: str | None = None) -> dict[str, int]:
+        """Calls completed per worker (of one task kind, or all)."""
+        return {
+            name: sum(v for k, v in report["ok"].items() if kind is None or k == kind)
+            for name, report in self.reports.items()
+        }
+
+    def errors(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Errors per worker and task kind, by class name (non-empty only)."""
+        return {name: report["errors"] for name, report in self.reports.items() if report["errors"]}
+
+    def describe(self) -> str:
+        """A report for humans: utilisation per window and budget, latencies per worker."""
+        lines = [f"fleet {self.tag}: {len(self.reports)} processes, wall {self.wall_s:.1f} s"]
+        for budget in (Budget.SAPI_IP, Budget.SAPI_UID):
+            cells = ", ".join(
+                f"{w.utilisation:.1%} ({w.accepted}/{w.limit}, 429s {w.rate_limited})"
+                for w in self.windows(budget)
+            )
+            lines.append(
+                f"  {budget.value}: 429s {self.rate_limited(budget)}; full windows: {cells}"
+            )
+        for name, report in sorted(self.reports.items()):
+            parts = []
+            for kind, stats in sorted(report["latency"].items()):
+                wait = report["wait"].get(kind, {})
+                parts.append(
+                    f"{kind} n={stats.get('n', 0)} lat p50/p99 "
+                    f"{_ms(stats.get('p50'))}/{_ms(stats.get('p99'))} ms, wait p50/p99 "
+                    f"{_ms(wait.get('p50'))}/{_ms(wait.get('p99'))} ms"
+                )
+            lines.append(f"  {name}: " + "; ".join(parts))
+            if report["errors"]:
+                lines.append(f"    errors: {report['errors']}")
+        return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.1f}"
+
+
+class FleetClock:
+    """Lets a test act at given seconds into the run (kill Redis, inject a fault)."""
+
+    def __init__(self, start_wall: float) -> None:
+        self.start_wall = start_wall
+
+    def elapsed(self) -> float:
+        return time.time() - self.start_wall
+
+    async def at(self, seconds: float) -> None:
+        await anyio.sleep(max(0.0, self.start_wall + seconds - time.time()))
+
+
+def _worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(TESTS) + (os.pathsep + path if path else "")
+    # The fleet talks to loopback only; a proxy or a configured Redis URL must not leak in.
+    for name in list(env):
+        if name.lower() in ("http_proxy", "https_proxy", "all_proxy"):
+            del env[name]
+    env.pop("BINANCE_PMPRO_REDIS_URL", None)
+    return env
+
+
+async def run_fleet(
+    fake: FakeExchange,
+    workers: Sequence[Worker],
+    limiter: LimiterSpec,
+    *,
+    duration: float,
+    during: Callable[[FleetClock], Awaitable[None]] | None = None,
+    max_wait: float = 20.0,
+    ready_timeout: float = 60.0,
+) -> FleetRun:
+    """Run ``workers`` against ``fake`` (served here on loopback) for ``duration`` seconds.
+
+    ``during``, if given, runs alongside the workers from the start instant. The budgets of
+    this run are keyed by a fresh account id and IP group, so runs never share Redis state.
+    """
+    tag = secrets.token_hex(4)
+    env = _worker_env()
+    window_ms = fake.window_ms
+    began = time.perf_counter()
+    procs: dict[str, Process] = {}
+    streams: dict[str, BufferedByteReceiveStream] = {}
+    reports: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        stderr_paths = {w.name: Path(tmp) / f"{w.name}.stderr" for w in workers}
+        async with fake.serve(port=0) as server:
+            try:
+                for w in workers:
+                    with stderr_paths[w.name].open("wb") as err:
+                        proc = await anyio.open_process(
+                            [sys.executable, "-m", "_fleet_worker"],
+                            stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE,
+                            stderr=err,
+                            env=env,
+                        )
+                    procs[w.name] = proc
+                    assert proc.stdout is not None and proc.stdin is not None
+                    streams[w.name] = BufferedByteReceiveStream(proc.stdout)
+                    config = {
+                        "name": w.name,
+                        "backend": w.backend,
+                        "base_url": server.base_url,
+                        "api_key": fake.demo_api_key,
+                        "api_secret": fake.demo_api_secret,
+                        "account_id": f"fleet-{tag}",
+                        "ip_group": f"fleet-{tag}",
+                        "limiter": limiter.as_config(),
+                        "tasks": list(w.tasks),
+                        "duration": duration,
+                        "max_wait": max_wait,
+                    }
+                    await proc.stdin.send(json.dumps(config).encode() + b"\n")
+                with anyio.fail_after(ready_timeout):
+                    for name, stream in streams.items():
+                        line = await _read_line(stream)
+                        if line.get("event") != "ready":
+                            raise AssertionError(f"{name} did not get ready: {line}")
+                start_wall = time.time() + 0.5
+                # Shift the exchange's clock so that a window starts at the start instant.
+                fake.clock_offset_ms = -(start_wall * 1000 % window_ms)
+                start_ms = math.floor(start_wall * 1000 + fake.clock_offset_ms + 0.5)
+                start_ms -= start_ms % window_ms
+                for proc in procs.values():
+                    assert proc.stdin is not None
+                    await proc.stdin.send(json.dumps({"start": start_wall}).encode() + b"\n")
+                clock = FleetClock(start_wall)
+
+                async def collect(name: str) -> None:
+                    reports[name] = await _read_line(streams[name])
+
+                with anyio.fail_after(duration + 60.0):
+                    async with anyio.create_task_group() as group:
+                        if during is not None:
+                            group.start_soon(during, clock)
+                        for name in streams:
+                            group.start_soon(collect, name)
+                    for proc in procs.values():
+                        await proc.wait()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    for proc in procs.values():
+                        if proc.returncode is None:
+                            proc.kill()
+                            await proc.wait()
+                        await proc.aclose()
+        stderr = {name: path.read_text(errors="replace") for name, path in stderr_paths.items()}
+    return FleetRun(
+        fake=fake,
+        tag=tag,
+        start_ms=start_ms,
+        end_ms=start_ms + round(duration * 1000),
+        reports=reports,
+        returncodes={name: proc.returncode for name, proc in procs.items()},
+        stderr=stderr,
+        wall_s=time.perf_counter() - began,
+    )
+
+
+async def _read_line(stream: BufferedByteReceiveStream) -> dict[str, Any]:
+    try:
+        raw = await stream.receive_until(b"\n", 1 << 26)
+    except (anyio.EndOfStream, anyio.IncompleteRead):
+        raise AssertionError("a worker exited without reporting (see its stderr)") from None
+    parsed: dict[str, Any] = json.loads(raw)
+    return parsed
