@@ -8,7 +8,8 @@ arrive on stdin, never on the command line, and are never printed.
 
 Task kinds: ``uid5`` (account info, weight 5 on the UID budget), ``ip1`` / ``ip50`` (asset
 index price with / without ``asset``), ``ip1500`` (delta mode, 1,500 on the IP budget) and
-``watch`` (``watch_account``: one HIGH-priority poll every ``every`` seconds).
+``watch`` (``watch_account``: one HIGH-priority poll every ``every`` seconds). A task's
+``pause`` (seconds) spaces its calls; without it each task calls back to back.
 
 Every call is bounded by the run's deadline; errors are counted by class, never raised, so
 the report says what went wrong instead of a traceback ending the process.
@@ -131,9 +132,16 @@ def build_limiter(spec: dict[str, Any]) -> Any:
 
 
 async def call_loop(
-    client: PortfolioMarginProClient, kind: str, recorder: Recorder, deadline: float, cap: int
+    client: PortfolioMarginProClient,
+    kind: str,
+    recorder: Recorder,
+    deadline: float,
+    cap: int,
+    pause: float,
 ) -> None:
-    for _ in range(cap):
+    for index in range(cap):
+        if pause and index:
+            await anyio.sleep(pause)
         now = anyio.current_time()
         if now >= deadline:
             return
@@ -221,8 +229,11 @@ async def run(config: dict[str, Any], start_line: bytes) -> dict[str, Any]:
                 if task["kind"] == "watch":
                     group.start_soon(watch_loop, client, float(task["every"]), recorder, deadline)
                     continue
+                pause = float(task.get("pause", 0.0))
                 for _ in range(int(task["count"])):
-                    group.start_soon(call_loop, client, task["kind"], recorder, deadline, cap)
+                    group.start_soon(
+                        call_loop, client, task["kind"], recorder, deadline, cap, pause
+                    )
     finally:
         try:
             with anyio.fail_after(10):
