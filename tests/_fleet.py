@@ -214,89 +214,129 @@ async def run_fleet(
 
     ``during``, if given, runs alongside the workers from the start instant. The budgets of
     this run are keyed by a fresh account id and IP group, so runs never share Redis state.
+    A worker that fails to report fails the run, with the tail of every worker's stderr.
     """
     tag = secrets.token_hex(4)
-    env = _worker_env()
-    window_ms = fake.window_ms
     began = time.perf_counter()
-    procs: dict[str, Process] = {}
-    streams: dict[str, BufferedByteReceiveStream] = {}
-    reports: dict[str, dict[str, Any]] = {}
+    fleet = _Fleet(fake, workers, limiter, tag, duration, max_wait)
+    failure: Exception | None = None
     with tempfile.TemporaryDirectory() as tmp:
-        stderr_paths = {w.name: Path(tmp) / f"{w.name}.stderr" for w in workers}
+        try:
+            await fleet.drive(Path(tmp), during, ready_timeout)
+        except Exception as exc:
+            failure = exc
+        stderr = {name: path.read_text(errors="replace") for name, path in fleet.stderr.items()}
+    if failure is not None:
+        tails = "\n".join(f"--- {name} stderr ---\n{text[-2000:]}" for name, text in stderr.items())
+        raise AssertionError(f"fleet {tag} failed: {failure!r}\n{tails}") from failure
+    return FleetRun(
+        fake=fake,
+        tag=tag,
+        start_ms=fleet.start_ms,
+        end_ms=fleet.start_ms + round(duration * 1000),
+        reports=fleet.reports,
+        returncodes={name: proc.returncode for name, proc in fleet.procs.items()},
+        stderr=stderr,
+        wall_s=time.perf_counter() - began,
+    )
+
+
+class _Fleet:
+    def __init__(
+        self,
+        fake: FakeExchange,
+        workers: Sequence[Worker],
+        limiter: LimiterSpec,
+        tag: str,
+        duration: float,
+        max_wait: float,
+    ) -> None:
+        self.fake = fake
+        self.workers = workers
+        self.limiter = limiter
+        self.tag = tag
+        self.duration = duration
+        self.max_wait = max_wait
+        self.procs: dict[str, Process] = {}
+        self.streams: dict[str, BufferedByteReceiveStream] = {}
+        self.reports: dict[str, dict[str, Any]] = {}
+        self.stderr: dict[str, Path] = {}
+        self.start_ms = 0
+
+    async def drive(
+        self,
+        tmp: Path,
+        during: Callable[[FleetClock], Awaitable[None]] | None,
+        ready_timeout: float,
+    ) -> None:
+        fake = self.fake
         async with fake.serve(port=0) as server:
             try:
-                for w in workers:
-                    with stderr_paths[w.name].open("wb") as err:
-                        proc = await anyio.open_process(
-                            [sys.executable, "-m", "_fleet_worker"],
-                            stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE,
-                            stderr=err,
-                            env=env,
-                        )
-                    procs[w.name] = proc
-                    assert proc.stdout is not None
-                    assert proc.stdin is not None
-                    streams[w.name] = BufferedByteReceiveStream(proc.stdout)
-                    config = {
-                        "name": w.name,
-                        "backend": w.backend,
-                        "base_url": server.base_url,
-                        "api_key": fake.demo_api_key,
-                        "api_secret": fake.demo_api_secret,
-                        "account_id": f"fleet-{tag}",
-                        "ip_group": f"fleet-{tag}",
-                        "limiter": limiter.as_config(),
-                        "tasks": list(w.tasks),
-                        "duration": duration,
-                        "max_wait": max_wait,
-                    }
-                    await proc.stdin.send(json.dumps(config).encode() + b"\n")
+                await self._spawn(tmp, server.base_url)
                 with anyio.fail_after(ready_timeout):
-                    for name, stream in streams.items():
+                    for name, stream in self.streams.items():
                         line = await _read_line(stream)
                         if line.get("event") != "ready":
                             raise AssertionError(f"{name} did not get ready: {line}")
                 start_wall = time.time() + 0.5
                 # Shift the exchange's clock so that a window starts at the start instant.
+                window_ms = fake.window_ms
                 fake.clock_offset_ms = -(start_wall * 1000 % window_ms)
                 start_ms = math.floor(start_wall * 1000 + fake.clock_offset_ms + 0.5)
-                start_ms -= start_ms % window_ms
-                for proc in procs.values():
+                self.start_ms = start_ms - start_ms % window_ms
+                for proc in self.procs.values():
                     assert proc.stdin is not None
                     await proc.stdin.send(json.dumps({"start": start_wall}).encode() + b"\n")
-                clock = FleetClock(start_wall)
 
                 async def collect(name: str) -> None:
-                    reports[name] = await _read_line(streams[name])
+                    self.reports[name] = await _read_line(self.streams[name])
 
-                with anyio.fail_after(duration + 60.0):
+                with anyio.fail_after(self.duration + 60.0):
                     async with anyio.create_task_group() as group:
                         if during is not None:
-                            group.start_soon(during, clock)
-                        for name in streams:
+                            group.start_soon(during, FleetClock(start_wall))
+                        for name in self.streams:
                             group.start_soon(collect, name)
-                    for proc in procs.values():
+                    for proc in self.procs.values():
                         await proc.wait()
             finally:
                 with anyio.CancelScope(shield=True):
-                    for proc in procs.values():
+                    for proc in self.procs.values():
                         if proc.returncode is None:
                             proc.kill()
                             await proc.wait()
                         await proc.aclose()
-        stderr = {name: path.read_text(errors="replace") for name, path in stderr_paths.items()}
-    return FleetRun(
-        fake=fake,
-        tag=tag,
-        start_ms=start_ms,
-        end_ms=start_ms + round(duration * 1000),
-        reports=reports,
-        returncodes={name: proc.returncode for name, proc in procs.items()},
-        stderr=stderr,
-        wall_s=time.perf_counter() - began,
-    )
+
+    async def _spawn(self, tmp: Path, base_url: str) -> None:
+        env = _worker_env()
+        for w in self.workers:
+            self.stderr[w.name] = tmp / f"{w.name}.stderr"
+            with self.stderr[w.name].open("wb") as err:
+                proc = await anyio.open_process(
+                    [sys.executable, "-m", "_fleet_worker"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    env=env,
+                )
+            self.procs[w.name] = proc
+            assert proc.stdout is not None
+            assert proc.stdin is not None
+            self.streams[w.name] = BufferedByteReceiveStream(proc.stdout)
+            config = {
+                "name": w.name,
+                "backend": w.backend,
+                "base_url": base_url,
+                "api_key": self.fake.demo_api_key,
+                "api_secret": self.fake.demo_api_secret,
+                "account_id": f"fleet-{self.tag}",
+                "ip_group": f"fleet-{self.tag}",
+                "limiter": self.limiter.as_config(),
+                "tasks": list(w.tasks),
+                "duration": self.duration,
+                "max_wait": self.max_wait,
+            }
+            await proc.stdin.send(json.dumps(config).encode() + b"\n")
 
 
 async def _read_line(stream: BufferedByteReceiveStream) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Several OS processes, one account: what the Redis-shared budgets prevent, measured.
 
 Four (or more) processes, each with its own client and dozens of tasks, call one
-FakeExchange over loopback HTTP (real time, windows of 10 s: Decision 10) while a real
+FakeExchange over loopback HTTP (real time, windows of 10 s: Decision 10; answers 100 ms
+late, as from a distant exchange) while a real
 redis-server holds their shared budgets. The exchange counts IP weight per IP in total, as
 the clients do (``ip_total``). Safety is asserted hard from the exchange's own ledger and
 request log; utilisation and latency percentiles are printed (``pytest -s``) and asserted
@@ -53,6 +54,7 @@ MIXED = (
     {"kind": "ip50", "count": 2},
     {"kind": "ip1500", "count": 1},
 )
+LATENCY_S = 0.1
 REQUIRE_ENV = "BINANCE_PMPRO_REQUIRE_REDIS"
 
 
@@ -142,15 +144,20 @@ def _private_redis() -> Any:
     return manage()
 
 
-def _exchange() -> FakeExchange:
+def _exchange(latency: float = LATENCY_S) -> FakeExchange:
     # No ban escalation: the local-limiter run should show its 429s, not a 2-minute ban.
-    return FakeExchange(
+    fake = FakeExchange(
         uid_limit=UID_LIMIT,
         ip_limit=IP_LIMIT,
         window_ms=WINDOW_MS,
         ip_total=True,
         ban_after=None,
     )
+    if latency:
+        # Requests are counted on arrival and answered ``latency`` later, as from a distant
+        # exchange: the used-weight header a process reads is always that much old.
+        fake.inject_randomly(FaultKind.SLOW_RESPONSE, 1.0, delay=latency)
+    return fake
 
 
 def _spec(kind: str, url: str | None = None) -> LimiterSpec:
@@ -232,7 +239,9 @@ async def test_fleet_418_to_one_process_stops_every_process_until_it_ends(
     redis_url: str,
 ) -> None:
     ban_s = 4.0
-    fake = _exchange()
+    # Answers at once: a request arrives before its answer leaves, so what reaches the
+    # exchange after the 418 was sent after it.
+    fake = _exchange(latency=0.0)
     # Calls spaced out: a process that has not heard of the ban would send again within
     # about 0.4 s, so without sharing, requests keep arriving well after the 418.
     mix = ({"kind": "uid5", "count": 2, "pause": 0.4}, {"kind": "ip1", "count": 2, "pause": 0.4})
