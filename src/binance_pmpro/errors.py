@@ -58,6 +58,7 @@ __all__ = [
     "ReadTimeoutError",
     "RequestTimeoutError",
     "ServerError",
+    "SharedBudgetUnavailableError",
     "TimestampError",
     "TransportError",
     "WAFBlockedError",
@@ -308,6 +309,12 @@ class RateLimitTimeoutError(BinanceError, TimeoutError):
     def __init__(self, message: str, *, wait: float | None = None) -> None:
         super().__init__(message)
         self.wait = wait
+
+
+class SharedBudgetUnavailableError(BinanceError):
+    """The Redis-shared rate-limit budget could not be reached (down, or slower than its
+    timeout) and the limiter runs with ``strict=True``, so it refuses rather than fall back
+    to a local share. Nothing was sent."""
 
 
 _AUTH_CODES = frozenset({-2014, -2015, -1002})

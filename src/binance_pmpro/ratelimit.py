@@ -44,7 +44,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -59,6 +59,8 @@ __all__ = [
     "BudgetSnapshot",
     "Grant",
     "IPGroupState",
+    "Limiter",
+    "LimiterPermit",
     "Permit",
     "Priority",
     "RateLimiter",
@@ -1316,6 +1318,64 @@ class RateLimiter:
     def budgets(self) -> Iterable[BudgetKey]:
         """The keys of every budget seen so far."""
         return list(self._budgets)
+
+    async def aclose(self) -> None:
+        """Nothing to release (the :class:`Limiter` protocol's close, for shared backends)."""
+
+
+class LimiterPermit(Protocol):
+    """What a limiter's :meth:`Limiter.acquire` returns: the interface of :class:`Permit`."""
+
+    def mark_sent(self) -> None:
+        """The request is about to leave: from now on the weight is not refunded."""
+
+    def refund(self) -> None:
+        """Give the weight back (the request was not sent). Idempotent."""
+
+    def observe(self, status: int, headers: Mapping[str, str]) -> None:
+        """Learn from the response (lower-case header names)."""
+
+    async def __aenter__(self) -> Any:
+        """Enter the exchange."""
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Finish the permit: refund it unless it was sent."""
+
+
+class Limiter(Protocol):
+    """What the client needs of a rate limiter. :class:`RateLimiter` (one process) and
+    :class:`~binance_pmpro.redis_budget.RedisRateLimiter` (budgets shared through Redis)
+    both provide it; pass either as ``rate_limiter=``."""
+
+    async def acquire(
+        self,
+        key: BudgetKey,
+        weight: int,
+        *,
+        max_wait: float | None = None,
+        priority: Priority = Priority.NORMAL,
+    ) -> LimiterPermit:
+        """Wait until ``weight`` fits the budget ``key`` and return the permit."""
+
+    def set_server_offset(self, offset_ns: int, error_ns: int) -> None:
+        """The server's clock minus the event loop's clock (ns), within ``error_ns``."""
+
+    def clear_server_offset(self) -> None:
+        """Forget the server offset."""
+
+    def snapshot(self) -> list[BudgetSnapshot]:
+        """The state of every budget seen so far."""
+
+    def budgets(self) -> Iterable[BudgetKey]:
+        """The keys of every budget seen so far."""
+
+    async def aclose(self) -> None:
+        """Release what the limiter holds (connections, background tasks)."""
 
 
 def _now_ns() -> int:

@@ -1,0 +1,370 @@
+"""The Lua scripts of the Redis-shared budgets (see :mod:`binance_pmpro.redis_budget`).
+
+Every change of shared state happens inside one of these scripts, so Redis applies it
+atomically, and every script reads the time from Redis (``TIME``): one clock for every
+process. Times are integer microseconds of that clock; Lua numbers are doubles, exact for
+integers below 2**53, which covers microsecond timestamps for centuries.
+
+All keys one script touches belong to one budget and share its hash tag, so the scripts
+also run on Redis Cluster; the IP group's keys (a 418 ban, the group's member budgets) have
+a tag of their own and are only touched by the group scripts.
+
+Keys of a budget ``{T}`` (prefix ``<namespace>:{T}:``):
+
+- ``s``: hash ``tat`` (pacer's theoretical arrival time), ``seq`` (grants so far),
+  ``qseq`` (tickets so far);
+- ``log``: hash of weight granted per time slot, plus ``sum`` and ``lo`` (oldest slot kept):
+  the hard cap over the pacing span;
+- ``q``: sorted set of queue tickets ``<proc>:<n>:<weight>``, score ``priority * 2**40 + n``;
+- ``lease``: sorted set ticket -> lease expiry (ms); a ticket whose lease ran out is dropped
+  when it reaches the head, so a crashed process cannot block the queue;
+- ``b``: ``pause|<until>`` or ``ban|<until>`` while a 429 pause or a 418 ban runs;
+- ``w:<k>``: hash ``charged``, ``done``, ``excess`` of server window ``k``;
+- ``p``: sorted set process -> heartbeat expiry (ms), to count the live processes.
+
+Every key gets a TTL whenever a script writes it, so an idle budget leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+_PRELUDE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now_ms = math.floor(now / 1000)
+"""
+
+# KEYS: 1 s, 2 log, 3 q, 4 lease, 5 b, 6.. window hashes (0 to 2)
+# ARGV: 1 weight, 2 effective limit, 3 burst, 4 span (us), 5 pacing denominator,
+#       6 priority, 7 ticket, 8 enqueued (0/1), 9 lease (ms), 10 window TTL (ms),
+#       11 log slot (us), 12 queue TTL (ms)
+# Returns {0, seq, slot, done...} granted; {1, wait_us, exact, score} wait; {2, i, 0, score}
+# window i full; {3, remaining_us, is_ban, score} paused or banned; {4} the ticket was lost
+# (its lease expired). ``score`` is the ticket's place in the queue.
+ACQUIRE = (
+    _PRELUDE
+    + """
+local w = tonumber(ARGV[1])
+local eff = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local span = tonumber(ARGV[4])
+local den = tonumber(ARGV[5])
+local prio = tonumber(ARGV[6])
+local member = ARGV[7]
+local enqueued = ARGV[8] == '1'
+local lease_ms = tonumber(ARGV[9])
+local win_ttl = tonumber(ARGV[10])
+local slot_us = tonumber(ARGV[11])
+local qttl = tonumber(ARGV[12])
+local P = 1099511627776
+local function inc(x) return math.ceil(x * span / den) end
+
+-- Drop tickets whose owner stopped renewing them (crashed, or lost Redis).
+for _ = 1, 64 do
+  local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+  if not head then break end
+  local lease = tonumber(redis.call('ZSCORE', KEYS[4], head))
+  if lease and lease >= now_ms then break end
+  redis.call('ZREM', KEYS[3], head)
+  redis.call('ZREM', KEYS[4], head)
+end
+local in_queue = redis.call('ZSCORE', KEYS[3], member)
+if enqueued and not in_queue then return {4} end
+local score = 0
+if in_queue then score = tonumber(in_queue) end
+
+local function keep_ticket()
+  if not in_queue then
+    local n = redis.call('HINCRBY', KEYS[1], 'qseq', 1)
+    score = prio * P + n
+    redis.call('ZADD', KEYS[3], score, member)
+    in_queue = true
+  end
+  redis.call('ZADD', KEYS[4], now_ms + lease_ms, member)
+  redis.call('PEXPIRE', KEYS[3], qttl)
+  redis.call('PEXPIRE', KEYS[4], qttl)
+  local tat = tonumber(redis.call('HGET', KEYS[1], 'tat')) or now
+  redis.call('PEXPIRE', KEYS[1], math.ceil(math.max(tat - now, 0) / 1000) + qttl)
+end
+
+local blk = redis.call('GET', KEYS[5])
+if blk then
+  local kind, untl = string.match(blk, '^(%a+)|(%d+)$')
+  untl = tonumber(untl)
+  if untl and untl > now then
+    if kind == 'ban' then return {3, untl - now, 1} end
+    keep_ticket()
+    return {3, untl - now, 0, score}
+  end
+end
+
+local first
+local head = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+if in_queue then
+  first = head[1] == member
+else
+  first = (not head[1]) or tonumber(head[2]) >= (prio + 1) * P
+end
+
+local tat = tonumber(redis.call('HGET', KEYS[1], 'tat')) or 0
+local base = math.max(tat, now)
+local tol = burst
+if w > burst then tol = w end
+
+if not first then
+  keep_ticket()
+  local rank = redis.call('ZRANK', KEYS[3], member)
+  local ahead = 0
+  if rank > 0 then
+    for _, m in ipairs(redis.call('ZRANGE', KEYS[3], 0, math.min(rank, 256) - 1)) do
+      ahead = ahead + (tonumber(string.match(m, ':(%d+)$')) or 0)
+    end
+  end
+  return {1, math.max(base + inc(ahead + w) - inc(tol) - now, 0), 0, score}
+end
+
+-- The pacer: GCRA; a weight above the burst needs the bucket empty.
+local wait = base + inc(w) - inc(tol) - now
+
+-- The hard cap: weight granted within the last span, kept per time slot.
+local lo = tonumber(redis.call('HGET', KEYS[2], 'lo'))
+local sum = tonumber(redis.call('HGET', KEYS[2], 'sum')) or 0
+local target = math.floor((now - span) / slot_us)
+if lo and lo < target then
+  if target - lo > 4096 then
+    local all = redis.call('HGETALL', KEYS[2])
+    for i = 1, #all, 2 do
+      local s = tonumber(all[i])
+      if s and s < target then
+        sum = sum - tonumber(all[i + 1])
+        redis.call('HDEL', KEYS[2], all[i])
+      end
+    end
+  else
+    for s = lo, target - 1 do
+      local v = redis.call('HGET', KEYS[2], s)
+      if v then
+        sum = sum - tonumber(v)
+        redis.call('HDEL', KEYS[2], s)
+      end
+    end
+  end
+  if sum < 0 then sum = 0 end
+  lo = target
+  redis.call('HSET', KEYS[2], 'lo', lo, 'sum', sum)
+end
+if sum + w > eff then
+  local need = sum + w - eff
+  local freed = 0
+  local s = lo or target
+  local cur = math.floor(now / slot_us)
+  local ready = now + span
+  while s <= cur do
+    local v = tonumber(redis.call('HGET', KEYS[2], s))
+    if v then
+      freed = freed + v
+      if freed >= need then
+        ready = (s + 1) * slot_us + span
+        break
+      end
+    end
+    s = s + 1
+  end
+  wait = math.max(wait, ready - now)
+end
+
+-- The server windows the request may land in: own fleet's charges plus others' weight.
+local nwin = #KEYS - 5
+for i = 1, nwin do
+  local c = redis.call('HMGET', KEYS[5 + i], 'charged', 'excess')
+  if (tonumber(c[1]) or 0) + (tonumber(c[2]) or 0) + w > eff then
+    keep_ticket()
+    return {2, i, 0, score}
+  end
+end
+if wait > 0 then
+  keep_ticket()
+  return {1, wait, 1, score}
+end
+
+-- Granted: commit everything in this one step.
+local new_tat = base + inc(w)
+redis.call('HSET', KEYS[1], 'tat', new_tat)
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('PEXPIRE', KEYS[1], math.ceil((new_tat - now + span) / 1000) + qttl)
+local slot = math.floor(now / slot_us)
+redis.call('HINCRBY', KEYS[2], slot, w)
+if not lo then lo = slot end
+redis.call('HSET', KEYS[2], 'sum', sum + w, 'lo', lo)
+redis.call('PEXPIRE', KEYS[2], math.ceil((span + slot_us) / 1000) + 1000)
+local out = {0, seq, slot}
+for i = 1, nwin do
+  redis.call('HINCRBY', KEYS[5 + i], 'charged', w)
+  redis.call('PEXPIRE', KEYS[5 + i], win_ttl)
+  out[#out + 1] = tonumber(redis.call('HGET', KEYS[5 + i], 'done')) or 0
+end
+if in_queue then
+  redis.call('ZREM', KEYS[3], member)
+  redis.call('ZREM', KEYS[4], member)
+end
+return out
+"""
+)
+
+# KEYS: 1 s, 2 log, 3 b, 4.. window hashes; ARGV: 1 weight, 2 seq, 3 slot, 4 span, 5 den
+# Undo a grant whose request never left. The pacer is rewound only for the latest grant
+# (an older one may be followed by grants that relied on it) and not during a pause.
+REFUND = (
+    _PRELUDE
+    + """
+local w = tonumber(ARGV[1])
+if tonumber(redis.call('HGET', KEYS[1], 'seq')) == tonumber(ARGV[2])
+    and redis.call('EXISTS', KEYS[3]) == 0 then
+  local tat = tonumber(redis.call('HGET', KEYS[1], 'tat'))
+  if tat then
+    redis.call('HSET', KEYS[1], 'tat', tat - math.ceil(w * tonumber(ARGV[4]) / tonumber(ARGV[5])))
+  end
+end
+local lo = tonumber(redis.call('HGET', KEYS[2], 'lo'))
+local slot = tonumber(ARGV[3])
+if lo and slot >= lo then
+  local v = tonumber(redis.call('HGET', KEYS[2], slot))
+  if v then
+    local take = math.min(v, w)
+    if v - take <= 0 then
+      redis.call('HDEL', KEYS[2], slot)
+    else
+      redis.call('HINCRBY', KEYS[2], slot, -take)
+    end
+    redis.call('HINCRBY', KEYS[2], 'sum', -take)
+  end
+end
+for i = 4, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('HINCRBY', KEYS[i], 'charged', -w)
+  end
+end
+return 1
+"""
+)
+
+# KEYS: the window hashes the grant was charged to; ARGV: 1 weight, 2 index of the window
+# the response proved it landed in (0: not known), 3 used-weight header (-1: none),
+# 4 the window's ``done`` when granted.
+# The max rule: whatever the server counted beyond the weight it surely includes of ours
+# (answers received before the grant, and this request) is others' weight or ours in flight.
+COMPLETE = """
+local w = tonumber(ARGV[1])
+local keep = tonumber(ARGV[2])
+if keep > 0 then
+  for i = 1, #KEYS do
+    if i ~= keep and redis.call('EXISTS', KEYS[i]) == 1 then
+      redis.call('HINCRBY', KEYS[i], 'charged', -w)
+    end
+  end
+  local used = tonumber(ARGV[3])
+  if used >= 0 and redis.call('EXISTS', KEYS[keep]) == 1 then
+    redis.call('HINCRBY', KEYS[keep], 'done', w)
+    local excess = used - tonumber(ARGV[4]) - w
+    if excess > (tonumber(redis.call('HGET', KEYS[keep], 'excess')) or 0) then
+      redis.call('HSET', KEYS[keep], 'excess', excess)
+    end
+  end
+end
+return 1
+"""
+
+# KEYS: 1 s, 2 b, 3 window hash (optional); ARGV: 1 retry (us), 2 'pause' or 'ban',
+# 3 burst, 4 span, 5 den, 6 mark the window full (0/1), 7 effective limit, 8 window TTL (ms)
+# A 429 pause or 418 ban: nobody is granted before it ends, and the pacer then resumes at
+# its rate without a burst. Returns the absolute end (us of Redis time).
+PENALTY = (
+    _PRELUDE
+    + """
+local untl = now + tonumber(ARGV[1])
+local kind = ARGV[2]
+local cur = redis.call('GET', KEYS[2])
+if cur then
+  local ck, cu = string.match(cur, '^(%a+)|(%d+)$')
+  cu = tonumber(cu)
+  if cu and cu > untl then
+    untl = cu
+    if ck == 'ban' then kind = 'ban' end
+  end
+end
+redis.call('SET', KEYS[2], kind .. '|' .. string.format('%d', untl), 'PX',
+  math.ceil((untl - now) / 1000) + 1)
+local floor = untl + math.ceil(tonumber(ARGV[3]) * tonumber(ARGV[4]) / tonumber(ARGV[5]))
+local tat = tonumber(redis.call('HGET', KEYS[1], 'tat')) or 0
+if tat < floor then
+  redis.call('HSET', KEYS[1], 'tat', floor)
+  tat = floor
+end
+local pttl = redis.call('PTTL', KEYS[1])
+local want = math.ceil((tat - now + tonumber(ARGV[4])) / 1000)
+if pttl < want then redis.call('PEXPIRE', KEYS[1], want) end
+if ARGV[6] == '1' and #KEYS >= 3 then
+  redis.call('HSET', KEYS[3], 'excess', tonumber(ARGV[7]))
+  redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[8]))
+end
+return untl
+"""
+)
+
+# KEYS: 1 p, 2 lease, 3 q; ARGV: 1 process, 2 heartbeat TTL (ms), 3 lease (ms),
+# 4 queue TTL (ms), 5.. the process's live tickets. Returns the number of live processes.
+HEARTBEAT = (
+    _PRELUDE
+    + """
+redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+local lease = now_ms + tonumber(ARGV[3])
+for i = 5, #ARGV do
+  if redis.call('ZSCORE', KEYS[3], ARGV[i]) then
+    redis.call('ZADD', KEYS[2], lease, ARGV[i])
+  end
+end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[4]))
+  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[4]))
+end
+return redis.call('ZCARD', KEYS[1])
+"""
+)
+
+# KEYS: 1 q, 2 lease; ARGV: the tickets to drop (a waiter gave up).
+DROP = """
+for i = 1, #ARGV do
+  redis.call('ZREM', KEYS[1], ARGV[i])
+  redis.call('ZREM', KEYS[2], ARGV[i])
+end
+return 1
+"""
+
+# Group scripts. KEYS: 1 ban, 2 members.
+# GROUP_BEAT ARGV: 1 TTL (ms), 2.. budget tags of this group in use here.
+# Returns the remaining ban (us), 0 when none.
+GROUP_BEAT = (
+    _PRELUDE
+    + """
+if #ARGV >= 2 then
+  redis.call('SADD', KEYS[2], unpack(ARGV, 2))
+  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[1]))
+end
+local untl = tonumber(redis.call('GET', KEYS[1]))
+if untl and untl > now then return untl - now end
+return 0
+"""
+)
+
+# GROUP_BAN ARGV: 1 ban (us). Records the ban; returns the member budgets' tags.
+GROUP_BAN = (
+    _PRELUDE
+    + """
+local untl = now + tonumber(ARGV[1])
+local cur = tonumber(redis.call('GET', KEYS[1]))
+if cur and cur > untl then untl = cur end
+redis.call('SET', KEYS[1], string.format('%d', untl), 'PX', math.ceil((untl - now) / 1000) + 1)
+return redis.call('SMEMBERS', KEYS[2])
+"""
+)
