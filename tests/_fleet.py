@@ -116,6 +116,14 @@ class FleetRun:
             if u.key.budget is budget and u.accepted_weight > u.limit
         ]
 
+    def refused_at(self) -> list[tuple[float, int, str]]:
+        """``(seconds into the run, status, path)`` of every 429 and 418 answer."""
+        return [
+            ((r.server_time_ms - self.start_ms) / 1000, r.status, r.path)
+            for r in self.fake.requests
+            if r.status in (418, 429)
+        ]
+
     def windows(self, budget: Budget) -> list[Window]:
         """Every full window of the run on this budget kind (one owner per kind here)."""
         step = self.fake.window_ms
@@ -155,6 +163,12 @@ class FleetRun:
             )
             lines.append(
                 f"  {budget.value}: 429s {self.rate_limited(budget)}; full windows: {cells}"
+            )
+        refused = self.refused_at()
+        if refused:
+            shown = ", ".join(f"{status} at {t:.2f} s ({path})" for t, status, path in refused[:8])
+            lines.append(
+                f"  refused: {len(refused)}: {shown}" + (" ..." if len(refused) > 8 else "")
             )
         for name, report in sorted(self.reports.items()):
             parts = []
