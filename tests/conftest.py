@@ -6,6 +6,10 @@ import os
 
 import pytest
 
+# A real redis-server for the shared-budget tests (skips loudly, or fails under
+# BINANCE_PMPRO_REQUIRE_REDIS=1, where none can be started).
+from _redis import killable_redis, redis_session_url, redis_url  # noqa: F401
+
 RUN_SLOW_ENV = "BINANCE_PMPRO_RUN_SLOW"
 
 

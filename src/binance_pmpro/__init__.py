@@ -36,6 +36,7 @@ from .errors import (
     ReadTimeoutError,
     RequestTimeoutError,
     ServerError,
+    SharedBudgetUnavailableError,
     TimestampError,
     TransportError,
     WAFBlockedError,
@@ -77,12 +78,23 @@ from .monitor import (
     UniMMRBelow,
 )
 from .portfolio import WriteOutcomeUnknownError
-from .ratelimit import BudgetKey, BudgetSnapshot, Priority, RateLimiter
+from .ratelimit import BudgetKey, BudgetSnapshot, Limiter, Priority, RateLimiter
 from .retry import NO_RETRY, RetryPolicy
 from .transport import Timeouts
 from .validation import EndpointCapError, ParameterError
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # RedisRateLimiter needs coredis (the "redis" extra): imported on first access only, so
+    # `import binance_pmpro` works without Redis installed.
+    if name == "RedisRateLimiter":
+        from .redis_budget import RedisRateLimiter
+
+        return RedisRateLimiter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Library etiquette: our warnings reach the application's handlers, or nowhere.
 _logging.getLogger("binance_pmpro").addHandler(_logging.NullHandler())
@@ -122,6 +134,7 @@ __all__ = [
     "InterestRecord",
     "InvalidRequestError",
     "InvalidSignatureError",
+    "Limiter",
     "NotPortfolioMarginError",
     "OperationResult",
     "OutcomeUnknownError",
@@ -145,6 +158,7 @@ __all__ = [
     "RiskMonitor",
     "RiskTier",
     "ServerError",
+    "SharedBudgetUnavailableError",
     "SpanAccountInfo",
     "Stale",
     "StatusChange",

@@ -36,7 +36,16 @@ from .events import Hook, RequestEvent
 from .models import AccountInfo, ServerTime
 from .monitor import WatchMixin
 from .portfolio import PortfolioEndpointsMixin
-from .ratelimit import BudgetKey, BudgetSnapshot, Permit, Priority, RateLimiter, shared_limiter
+from .ratelimit import (
+    BudgetKey,
+    BudgetSnapshot,
+    Limiter,
+    LimiterPermit,
+    Permit,
+    Priority,
+    RateLimiter,
+    shared_limiter,
+)
 from .requests import PreparedRequest, build_request, check_recv_window, redact_query
 from .retry import RetryPolicy
 from .signing import Ed25519Signer, HmacSigner, PrivateKeySource, RsaSigner, load_signer
@@ -82,8 +91,15 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
       event loop and limits uses one limiter (:func:`~binance_pmpro.ratelimit.shared_limiter`),
       so they share the IP budgets of the egress address and the UID budgets of a common
       account, as Binance counts them; ``"per-client"`` gives the client its own; a
-      :class:`~binance_pmpro.ratelimit.RateLimiter` object is used as given; ``None``
-      switches local rate limiting off. ``uid_limit``/``ip_limit`` are weight per minute.
+      :class:`~binance_pmpro.ratelimit.RateLimiter` or
+      :class:`~binance_pmpro.redis_budget.RedisRateLimiter` (any
+      :class:`~binance_pmpro.ratelimit.Limiter`) is used as given; ``None`` switches
+      local rate limiting off. ``uid_limit``/``ip_limit`` are weight per minute.
+    - ``redis_url``: share the budgets with every process using the same Redis (a
+      :class:`~binance_pmpro.redis_budget.RedisRateLimiter` the client creates with
+      ``uid_limit``/``ip_limit`` and closes in :meth:`aclose`; needs the ``redis`` extra).
+      Default: the ``BINANCE_PMPRO_REDIS_URL`` environment variable, when
+      ``rate_limiter`` is left at ``"shared"``.
     - ``account_id``: the account's identity for budgets (default: a digest of the API key,
       never the key itself).
     - ``ip_total``: count every IP-limited ``/sapi`` endpoint on one budget of ``ip_limit``
@@ -129,7 +145,8 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
         idle_timeout: float | None = 30.0,
         ssl_context: ssl.SSLContext | None = None,
         http2: bool = False,
-        rate_limiter: RateLimiter | Literal["shared", "per-client"] | None = "shared",
+        rate_limiter: Limiter | Literal["shared", "per-client"] | None = "shared",
+        redis_url: str | None = None,
         uid_limit: int = 180_000,
         ip_limit: int = 12_000,
         account_id: str | None = None,
@@ -155,12 +172,23 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
         # "shared": the process's limiter of the event loop, looked up at first use (the
         # client binds to a loop lazily); None: no local limiting.
         self._shared_limits: tuple[int, int] | None = None
+        self._owned_limiter: Limiter | None = None
+        if redis_url is None and rate_limiter == "shared":
+            redis_url = os.environ.get("BINANCE_PMPRO_REDIS_URL") or None
+        if redis_url is not None:
+            if rate_limiter != "shared":
+                raise ConfigurationError("give either redis_url or rate_limiter, not both")
+            from .redis_budget import RedisRateLimiter
+
+            rate_limiter = self._owned_limiter = RedisRateLimiter(
+                redis_url, uid_limit=uid_limit, ip_limit=ip_limit
+            )
         if rate_limiter == "per-client":
             rate_limiter = RateLimiter(uid_limit=uid_limit, ip_limit=ip_limit)
         elif rate_limiter == "shared":
             self._shared_limits = (uid_limit, ip_limit)
             rate_limiter = None
-        self._limiter: RateLimiter | None = rate_limiter
+        self._limiter: Limiter | None = rate_limiter
         self._account = account_id or (
             "key:" + hashlib.sha256(self._api_key.encode()).hexdigest()[:16]
             if self._api_key
@@ -278,7 +306,7 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
             if b.key.owner == (self._account if b.key.kind is Budget.SAPI_UID else self._ip_group)
         ]
 
-    def _bind_limiter(self) -> RateLimiter | None:
+    def _bind_limiter(self) -> Limiter | None:
         """The limiter, binding the shared one of the running event loop at first use."""
         if self._limiter is None and self._shared_limits is not None:
             uid_limit, ip_limit = self._shared_limits
@@ -295,6 +323,8 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
         self._closed = True
         if self._transport is not None:
             await self._transport.aclose()
+        if self._owned_limiter is not None:
+            await self._owned_limiter.aclose()
 
     async def __aenter__(self) -> PortfolioMarginProClient:
         return self
@@ -615,7 +645,7 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
         weight: int,
         max_wait: float,
         priority: Priority = Priority.NORMAL,
-    ) -> Permit:
+    ) -> LimiterPermit:
         limiter = self._limiter or self._bind_limiter()
         if limiter is None:
             return _UNLIMITED

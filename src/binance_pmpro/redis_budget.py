@@ -688,18 +688,15 @@ class RedisRateLimiter:
         queued = False
         granted = False
         try:
-            wait: tuple[int, bool] | None = None
-            if not budget.busy(priority):
-                # Nobody of this class or above waits here: ask at once (the script queues
-                # the ticket if the budget, or another process's waiter, is ahead).
-                result = await self._try(budget, waiter, deadline)
-                if isinstance(result, RedisPermit):
-                    granted = True
-                    await anyio.lowlevel.cancel_shielded_checkpoint()
-                    return result
-                wait = result
-            else:
-                await anyio.lowlevel.checkpoint_if_cancelled()
+            # Every waiter asks at once: granted, or it takes its ticket in the shared queue
+            # (behind every ticket of its class or above, from any process).
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            result = await self._try(budget, waiter, deadline)
+            if isinstance(result, RedisPermit):
+                granted = True
+                await anyio.lowlevel.cancel_shielded_checkpoint()
+                return result
+            wait: tuple[int, bool] | None = result
             budget.insert(waiter)
             queued = True
             poll = _MIN_POLL
