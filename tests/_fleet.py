@@ -360,22 +360,3 @@ async def _read_line(stream: BufferedByteReceiveStream) -> dict[str, Any]:
         raise AssertionError("a worker exited without reporting (see its stderr)") from None
     parsed: dict[str, Any] = json.loads(raw)
     return parsed
-
-
-def redis_command(port: int, *args: str, timeout: float = 2.0) -> bytes:
-    """Send one command to the redis-server on 127.0.0.1:``port``; the raw first reply line."""
-    import socket
-
-    payload = f"*{len(args)}\r\n".encode()
-    for arg in args:
-        data = arg.encode()
-        payload += b"$%d\r\n%s\r\n" % (len(data), data)
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(payload)
-        reply = b""
-        while not reply.endswith(b"\r\n"):
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
-    return reply.split(b"\r\n", 1)[0]

@@ -21,20 +21,13 @@ Scenarios run one after another (2 cores): about two minutes in all.
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from _fleet import FleetClock, FleetRun, LimiterSpec, Worker, redis_command, run_fleet
+from _fleet import FleetClock, FleetRun, LimiterSpec, Worker, run_fleet
 from _fleet_worker import summary
+from _redis import RedisServer, _command
 from binance_pmpro.endpoints import ASSET_INDEX_PRICE, Budget
 from binance_pmpro.testing import FakeExchange, FaultKind
 
@@ -55,93 +48,12 @@ MIXED = (
     {"kind": "ip1500", "count": 1},
 )
 LATENCY_S = 0.1
-REQUIRE_ENV = "BINANCE_PMPRO_REQUIRE_REDIS"
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     # The exchange runs in this process; the workers pick their own event loops.
     return "asyncio"
-
-
-def _no_redis(reason: str) -> None:
-    if os.environ.get(REQUIRE_ENV, "") not in ("", "0"):
-        pytest.fail(f"{reason} ({REQUIRE_ENV} is set: Redis tests must run)")
-    pytest.skip(f"NO REDIS: {reason}; these tests prove the shared budgets and did NOT run")
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    url = os.environ.get("BINANCE_PMPRO_REDIS_TEST_URL")
-    if url:
-        yield url
-        return
-    with _private_redis() as server:
-        yield server.url
-
-
-class _PrivateRedis:
-    """A redis-server of this test alone, on a free port, that can be killed and restarted
-    on the same port."""
-
-    def __init__(self, binary: str, workdir: str) -> None:
-        self.binary = binary
-        self.workdir = workdir
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--bind", "127.0.0.1",
-                "--port", str(self.port),
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", self.workdir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if redis_command(self.port, "PING") == b"+PONG":
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError(f"redis-server did not start on port {self.port}")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-
-def _private_redis() -> Any:
-    import contextlib
-
-    @contextlib.contextmanager
-    def manage() -> Iterator[_PrivateRedis]:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            _no_redis("redis-server is not on the PATH")
-        assert binary is not None
-        with tempfile.TemporaryDirectory() as workdir:
-            server = _PrivateRedis(binary, workdir)
-            server.start()
-            try:
-                yield server
-            finally:
-                server.kill()
-
-    return manage()
 
 
 def _exchange(latency: float = LATENCY_S) -> FakeExchange:
@@ -279,33 +191,31 @@ async def test_fleet_418_to_one_process_stops_every_process_until_it_ends(
     assert run.rate_limited(Budget.SAPI_UID) == 0
 
 
-async def test_fleet_redis_killed_mid_run_no_crash_no_429_and_rejoin() -> None:
-    with _private_redis() as server:
-        fake = _exchange()
-        events: dict[str, float] = {}
+async def test_fleet_redis_killed_mid_run_no_crash_no_429_and_rejoin(
+    killable_redis: RedisServer,
+) -> None:
+    server = killable_redis
+    fake = _exchange()
+    events: dict[str, float] = {}
 
-        async def outage(clock: FleetClock) -> None:
-            await clock.at(7.0)
-            server.kill()
-            events["killed"] = clock.elapsed()
-            await clock.at(15.0)
-            server.start()
-            events["restarted"] = clock.elapsed()
+    async def outage(clock: FleetClock) -> None:
+        await clock.at(7.0)
+        server.stop()  # SIGKILL, like a crash
+        events["killed"] = clock.elapsed()
+        await clock.at(15.0)
+        server.start()
+        events["restarted"] = clock.elapsed()
 
-        workers = [Worker(f"p{i}", MIXED) for i in range(4)]
-        run = await run_fleet(
-            fake, workers, _spec("redis", server.url), duration=3 * WINDOW_S, during=outage
-        )
-        keys_after = int(redis_command(server.port, "DBSIZE")[1:])
+    workers = [Worker(f"p{i}", MIXED) for i in range(4)]
+    run = await run_fleet(
+        fake, workers, _spec("redis", server.url), duration=3 * WINDOW_S, during=outage
+    )
+    keys_after = int(_command("127.0.0.1", server.port, "DBSIZE").strip()[1:])
     print(f"\nRedis killed at {events['killed']:.1f} s, back at {events['restarted']:.1f} s:")
     print(run.describe())
     print(f"  keys in the restarted Redis at the end: {keys_after}")
     _check_clean(run)
     assert not _unexpected(run), run.errors()
-    assert run.rate_limited(Budget.SAPI_IP) == 0
-    assert run.rate_limited(Budget.SAPI_UID) == 0
-    assert not run.over_limit(Budget.SAPI_IP)
-    assert not run.over_limit(Budget.SAPI_UID)
     for name, report in run.reports.items():
         per_second = report["per_second"]["uid5"]
         down = sum(v for k, v in per_second.items() if 8 <= int(k) < 15)
@@ -314,3 +224,7 @@ async def test_fleet_redis_killed_mid_run_no_crash_no_429_and_rejoin() -> None:
         assert after > 0, f"{name} completed no call after Redis came back"
     # The restarted server started empty: keys in it were written by the fleet rejoining.
     assert keys_after > 0
+    assert run.rate_limited(Budget.SAPI_IP) == 0
+    assert run.rate_limited(Budget.SAPI_UID) == 0
+    assert not run.over_limit(Budget.SAPI_IP)
+    assert not run.over_limit(Budget.SAPI_UID)
