@@ -58,6 +58,7 @@ class Recorder:
         self.wait: defaultdict[str, list[float]] = defaultdict(list)
         self.per_second: defaultdict[str, Counter[int]] = defaultdict(Counter)
         self.watch_starts: list[float] = []
+        self.modes: list[tuple[float, str | None]] = []
 
     def hook(self, event: RequestEvent) -> None:
         """Client hook: the first attempt's start marks the end of the rate-limit wait."""
@@ -89,6 +90,7 @@ class Recorder:
             "wait_samples": {
                 kind: [round(v, 6) for v in values] for kind, values in self.wait.items()
             },
+            "modes": self.modes,
             "per_second": {
                 kind: {str(k): v for k, v in sorted(counts.items())}
                 for kind, counts in self.per_second.items()
@@ -194,6 +196,17 @@ async def watch_loop(
             recorder.errors["watch"][_error_name(exc)] += 1
 
 
+async def mode_loop(limiter: Any, recorder: Recorder, deadline: float) -> None:
+    """Note each change of the limiter's mode (shared / fallback), with its time."""
+    last = None
+    while anyio.current_time() < deadline:
+        mode = getattr(limiter, "mode", None)
+        if mode != last:
+            recorder.modes.append((round(anyio.current_time() - recorder.start, 2), mode))
+            last = mode
+        await anyio.sleep(0.1)
+
+
 def _error_name(exc: BaseException) -> str:
     name = type(exc).__name__
     if not isinstance(exc, BinanceError):
@@ -225,6 +238,7 @@ async def run(config: dict[str, Any], start_line: bytes) -> dict[str, Any]:
     close_error: str | None = None
     try:
         async with anyio.create_task_group() as group:
+            group.start_soon(mode_loop, limiter, recorder, deadline)
             for task in config["tasks"]:
                 if task["kind"] == "watch":
                     group.start_soon(watch_loop, client, float(task["every"]), recorder, deadline)

@@ -214,6 +214,8 @@ async def test_fleet_redis_killed_mid_run_no_crash_no_429_and_rejoin(
     print(f"\nRedis killed at {events['killed']:.1f} s, back at {events['restarted']:.1f} s:")
     print(run.describe())
     print(f"  keys in the restarted Redis at the end: {keys_after}")
+    for name, report in sorted(run.reports.items()):
+        print(f"  {name} limiter modes (s into the run, mode): {report['modes']}")
     _check_clean(run)
     assert not _unexpected(run), run.errors()
     for name, report in run.reports.items():
@@ -222,6 +224,10 @@ async def test_fleet_redis_killed_mid_run_no_crash_no_429_and_rejoin(
         after = sum(v for k, v in per_second.items() if 21 <= int(k) < 30)
         assert down > 0, f"{name} completed no call while Redis was down"
         assert after > 0, f"{name} completed no call after Redis came back"
+    for name, report in run.reports.items():
+        modes = [mode for _, mode in report["modes"]]
+        assert "fallback" in modes, f"{name} never noticed the outage"
+        assert modes[-1] == "shared", f"{name} did not rejoin the shared budget"
     # The restarted server started empty: keys in it were written by the fleet rejoining.
     assert keys_after > 0
     assert run.rate_limited(Budget.SAPI_IP) == 0
