@@ -47,7 +47,9 @@ SMALL: dict[str, Any] = {"uid_limit": 600, "ip_limit": 600, "window": 2.0, "arri
 
 @asynccontextmanager
 async def limiter(url: str, **options: Any) -> AsyncIterator[RedisRateLimiter]:
-    options = {**SMALL, "heartbeat": 0.2, **options}
+    # A generous Redis timeout: a loaded CI machine must not look like a Redis outage
+    # (the outage tests set a short one).
+    options = {**SMALL, "heartbeat": 0.2, "timeout": 2.0, **options}
     lim = RedisRateLimiter(url, **options)
     try:
         yield lim
@@ -230,6 +232,7 @@ async def test_redis_limiter_cancelled_waiters_leak_no_weight_and_no_ticket(
                 tg.start_soon(one, (i % 10) * 0.007)
         budget = budget_of(lim)
         r = lim._redis
+        assert lim.mode == "shared"
         assert await r.zcard(budget.q) == 0
         log_sum = int(await r.hget(budget.log, "sum") or 0)
         assert log_sum == got * 5  # every grant kept is a request sent, nothing else

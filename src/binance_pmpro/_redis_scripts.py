@@ -27,8 +27,11 @@ Every key gets a TTL whenever a script writes it, so an idle budget leaves nothi
 
 from __future__ import annotations
 
-_PRELUDE = """
-local t = redis.call('TIME')
+TIME_CALL = "redis.call('TIME')"
+"""How the scripts read the clock (the equivalence tests swap in a clock of their own)."""
+
+_PRELUDE = f"""
+local t = {TIME_CALL}
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = math.floor(now / 1000)
 """

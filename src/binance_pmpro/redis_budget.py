@@ -406,7 +406,9 @@ class RedisRateLimiter:
         if not namespace or _TAG_SAFE.search(namespace):
             raise ValueError("namespace: letters, digits and . _ : / | - only")
         if isinstance(redis, str):
-            self._redis: coredis.Redis[Any] = coredis.Redis.from_url(redis)
+            # A few connections serve every waiter: commands are short, and each new
+            # connection costs a handshake when it is least welcome (under load).
+            self._redis: coredis.Redis[Any] = coredis.Redis.from_url(redis, max_connections=8)
             self._owns_redis = True
         else:
             self._redis = redis
