@@ -107,7 +107,10 @@ class Harness:
     async def step(self) -> None:
         rng = self.rng
         op = rng.choice(
-            ["acquire"] * 8 + ["advance"] * 4 + ["refund"] + ["complete"] * 3
+            ["acquire"] * 8
+            + ["advance"] * 4
+            + ["refund"]
+            + ["complete"] * 3
             + ["heartbeat", "drop"]
         )
         if rng.random() < 0.015:
@@ -125,8 +128,20 @@ class Harness:
                 prio, enqueued = rng.choice([0, 1, 1]), 0
                 member = f"{rng.choice(['pa', 'pb'])}:{self.n}:{weight}"
             wins = self.windows()
-            args = [weight, EFF, BURST, SPAN_US, DEN, prio, member, enqueued, LEASE_MS,
-                    WIN_TTL_MS, SLOT_US, QTTL_MS]
+            args = [
+                weight,
+                EFF,
+                BURST,
+                SPAN_US,
+                DEN,
+                prio,
+                member,
+                enqueued,
+                LEASE_MS,
+                WIN_TTL_MS,
+                SLOT_US,
+                QTTL_MS,
+            ]
             reply = await self.run("acquire", [S, LOG, Q, LEASE, B, *wins], args)
             if reply[0] == 0:
                 self.grants.append((weight, reply[1], reply[2], wins, reply[3:]))
@@ -149,14 +164,24 @@ class Harness:
             wins = self.windows()[:1]
             # Pauses end in model time, never in real time during the test (Redis would
             # expire the key): at least 30 s of TTL.
-            args = [rng.choice([30_000_000, 60_000_000]),
-                    rng.choice(["pause", "pause", "ban"]), BURST, SPAN_US, DEN,
-                    1 if wins and rng.random() < 0.5 else 0, EFF, WIN_TTL_MS]
+            args = [
+                rng.choice([30_000_000, 60_000_000]),
+                rng.choice(["pause", "pause", "ban"]),
+                BURST,
+                SPAN_US,
+                DEN,
+                1 if wins and rng.random() < 0.5 else 0,
+                EFF,
+                WIN_TTL_MS,
+            ]
             await self.run("penalty", [S, B, *wins], args)
         elif op == "heartbeat":
             live = [m for m in self.tickets if rng.random() < 0.7]
-            await self.run("heartbeat", [P, LEASE, Q],
-                           [rng.choice(["pa", "pb"]), HB_TTL_MS, LEASE_MS, QTTL_MS, *live])
+            await self.run(
+                "heartbeat",
+                [P, LEASE, Q],
+                [rng.choice(["pa", "pb"]), HB_TTL_MS, LEASE_MS, QTTL_MS, *live],
+            )
         elif op == "drop" and self.tickets:
             member = rng.choice(sorted(self.tickets))
             del self.tickets[member]
