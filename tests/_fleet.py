@@ -181,7 +181,8 @@ class FleetRun:
                 )
             lines.append(f"  {name}: " + "; ".join(parts))
             if report["errors"]:
-                lines.append(f"    errors: {report['errors']}")
+                first = ", ".join(f"{n} ({k}) at {t:.2f} s" for t, k, n in report["error_at"][:4])
+                lines.append(f"    errors: {report['errors']}; first: {first}")
         return "\n".join(lines)
 
 

@@ -59,6 +59,12 @@ class Recorder:
         self.per_second: defaultdict[str, Counter[int]] = defaultdict(Counter)
         self.watch_starts: list[float] = []
         self.modes: list[tuple[float, str | None]] = []
+        self.error_at: list[tuple[float, str, str]] = []
+
+    def error(self, kind: str, name: str) -> None:
+        self.errors[kind][name] += 1
+        if len(self.error_at) < 50:
+            self.error_at.append((round(anyio.current_time() - self.start, 2), kind, name))
 
     def hook(self, event: RequestEvent) -> None:
         """Client hook: the first attempt's start marks the end of the rate-limit wait."""
@@ -91,6 +97,7 @@ class Recorder:
                 kind: [round(v, 6) for v in values] for kind, values in self.wait.items()
             },
             "modes": self.modes,
+            "error_at": self.error_at,
             "per_second": {
                 kind: {str(k): v for k, v in sorted(counts.items())}
                 for kind, counts in self.per_second.items()
@@ -162,13 +169,13 @@ async def call_loop(
                 else:
                     raise ValueError(f"unknown task kind {kind!r}")
             except IPBannedError as exc:
-                recorder.errors[kind][type(exc).__name__] += 1
+                recorder.error(kind, type(exc).__name__)
                 # Banned: every call raises at once until the ban ends; do not spin.
                 pause = exc.retry_after if exc.retry_after is not None else 1.0
                 await anyio.sleep(min(max(pause, 0.01), max(deadline - now, 0.0)))
                 continue
             except Exception as exc:  # counted and reported, never fatal
-                recorder.errors[kind][_error_name(exc)] += 1
+                recorder.error(kind, _error_name(exc))
                 await anyio.sleep(0.05)
                 continue
             recorder.done(kind, now)
@@ -186,14 +193,14 @@ async def watch_loop(
         try:
             async for item in client.watch_account(every=every):
                 if getattr(item, "type", "") != "snapshot":
-                    recorder.errors["watch"]["Stale"] += 1
+                    recorder.error("watch", "Stale")
                     continue
                 if recorder.watch_starts:
                     started = recorder.watch_starts[-1]
                     recorder.wait["watch"].append(max(0.0, started - item.scheduled_at))
                 recorder.done("watch", item.scheduled_at)
         except Exception as exc:
-            recorder.errors["watch"][_error_name(exc)] += 1
+            recorder.error("watch", _error_name(exc))
 
 
 async def mode_loop(limiter: Any, recorder: Recorder, deadline: float) -> None:
