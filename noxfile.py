@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nox
@@ -56,4 +57,8 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks.bench_pure")
     if Path("benchmarks/bench_limiter.py").exists():
         session.run("python", "-m", "benchmarks.bench_limiter", "--out", "benchmarks/results")
+    if shutil.which("redis-server"):
+        session.run("python", "-m", "benchmarks.bench_redis", "--out", "benchmarks/results")
+    else:
+        session.warn("no redis-server on the PATH: benchmarks.bench_redis left out")
     session.run("python", "-m", "benchmarks.bench_clients", *session.posargs)

@@ -270,9 +270,8 @@ async def test_redis_limiter_429_pauses_the_other_process(redis_url: str) -> Non
 
 async def test_redis_limiter_418_bans_every_budget_of_the_ip_group(redis_url: str) -> None:
     async with limiter(redis_url) as a, limiter(redis_url) as b:
-        await take(b, IP)  # b uses two budgets of the group "default"
+        await take(b, IP)  # b uses two budgets of the group "default" (registered at once)
         await take(b, UID_OTHER)
-        await anyio.sleep(0.5)  # heartbeats register them with the group
         permit = await a.acquire(UID, 5)
         async with permit:
             permit.mark_sent()
@@ -288,6 +287,10 @@ async def test_redis_limiter_418_bans_every_budget_of_the_ip_group(redis_url: st
         with pytest.raises(IPBannedError):
             await b.acquire(UID_OTHER, 5, max_wait=60)
         await take(b, OTHER_GROUP, weight=1, max_wait=0.5)  # another IP is not banned
+        async with limiter(redis_url) as c:
+            # A process that joins during the ban learns of it before its first request.
+            with pytest.raises(IPBannedError):
+                await c.acquire(BudgetKey(Budget.SAPI_IP, "default", "/sapi/v1/other"), 1)
 
 
 # --- keys ----------------------------------------------------------------------------------
@@ -464,3 +467,64 @@ def test_package_imports_without_coredis(anyio_backend: str) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
     )
     assert done.returncode == 0, done.stderr
+
+
+async def test_client_429_pauses_through_redis_and_resends(redis_url: str) -> None:
+    fake = FakeExchange()
+    fake.inject("rate_limited", retry_after=1, path=ACCOUNT_INFO.path)
+    async with (
+        limiter(redis_url) as shared,
+        limiter(redis_url) as other,
+        fake.http_client() as http,
+        PortfolioMarginProClient(
+            api_key=fake.demo_api_key,
+            api_secret=fake.demo_api_secret,
+            base_url=fake.base_url,
+            http_client=http,
+            rate_limiter=shared,
+            account_id="acct-429",
+        ) as client,
+    ):
+        info = await client.account_info(max_wait=5)  # 429, pause, sent again
+        assert info.uni_mmr > 0
+        statuses = [r.status for r in fake.requests if r.path == ACCOUNT_INFO.path]
+        assert statuses == [429, 200]
+        key = client._budget_key(ACCOUNT_INFO)
+        # The pause reached the other process through Redis: it raises at once on it.
+        with pytest.raises(RateLimitTimeoutError):
+            await other.acquire(key, 5, max_wait=0.0)
+
+
+async def test_client_keeps_calling_while_redis_is_down(killable_redis: RedisServer) -> None:
+    fake = FakeExchange()
+    async with (
+        limiter(killable_redis.url, timeout=0.2, uid_limit=60_000) as shared,
+        fake.http_client() as http,
+        PortfolioMarginProClient(
+            api_key=fake.demo_api_key,
+            api_secret=fake.demo_api_secret,
+            base_url=fake.base_url,
+            http_client=http,
+            rate_limiter=shared,
+        ) as client,
+    ):
+        await client.account_info()
+        killable_redis.stop()
+        for _ in range(5):
+            await client.account_info()  # not one call fails because of the outage
+        assert shared.mode == "fallback"
+        assert all(r.status == 200 for r in fake.requests)
+
+
+async def test_redis_permit_refund_outside_its_context_reaches_redis(redis_url: str) -> None:
+    async with limiter(redis_url, heartbeat=0.05) as lim:
+        permit = await lim.acquire(UID, 5)
+        budget = budget_of(lim)
+        assert int(await lim._redis.hget(budget.log, "sum") or 0) == 5
+        permit.refund()  # sync: written by the next heartbeat
+        await wait_until(lambda: _log_sum_is(lim, 0), timeout=3)
+        permit.refund()  # idempotent
+
+
+async def _log_sum_is(lim: RedisRateLimiter, value: int) -> bool:
+    return int(await lim._redis.hget(budget_of(lim).log, "sum") or 0) == value

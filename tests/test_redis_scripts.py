@@ -17,10 +17,10 @@ import random
 import time
 from typing import Any
 
-import _redis_model as model
 import coredis
 import pytest
 
+import _redis_model as model
 from binance_pmpro import _redis_scripts as scripts
 
 pytestmark = pytest.mark.anyio

@@ -80,6 +80,7 @@ _REDIS_ERRORS: tuple[type[BaseException], ...] = (
 # A waiter behind others re-checks at least this often (s): the queue ahead may move faster
 # than estimated (refunds, cancelled waiters in other processes).
 _MAX_POLL = 0.25
+_MAX_BACKGROUND = 256  # response reports in flight before callers wait for their own
 _MIN_POLL = 0.002
 
 
@@ -148,6 +149,7 @@ class _RBudget:
         self.p = self.prefix + "p"
         self.queues: tuple[deque[_Waiter], ...] = tuple(deque() for _ in Priority)
         self.processes = 1
+        self.registered = False  # with its IP group (for 418 bans), once per process
         self.server_used: int | None = None
         self.in_flight = 0
         self.paused_until = 0  # local ns, as far as this process knows
@@ -437,6 +439,7 @@ class RedisRateLimiter:
         self._bans: dict[str, int] = {}  # IP group -> local ns the ban ends
         self._offset: _Offset | None = None
         self._deferred: list[RedisPermit] = []
+        self._background = 0
         self._fallback: _Fallback | None = None
         self._down_since: int | None = None
         self._back_at: int | None = None
@@ -685,6 +688,18 @@ class RedisRateLimiter:
     async def _acquire_shared(
         self, budget: _RBudget, weight: int, priority: int, deadline: int | None
     ) -> RedisPermit:
+        if not budget.registered:
+            # First use here: join the IP group, so that a 418 elsewhere reaches this budget,
+            # and learn of a ban that is already running before sending anything.
+            ban, members = self._group_keys(budget.key.group)
+            remaining = await self._call(
+                self._group_beat_script, [ban, members], [self._hb_ttl_ms, budget.tag]
+            )
+            budget.registered = True
+            if int(remaining) > 0:
+                now = _now_ns()
+                self._ban_locally(budget.key.group, now + int(remaining) * _US)
+                self._check_ban(budget.key, now)
         self._ticket_n += 1
         waiter = _Waiter(f"{self._proc}:{self._ticket_n}:{weight}", weight, priority)
         queued = False
@@ -898,15 +913,30 @@ class RedisRateLimiter:
                 if keep or len(permit.windows) > 1:
                     snap = permit.snaps[keep - 1] if keep else 0
                     value = used if used is not None and counted else -1
-                    await self._call(
-                        self._complete_script,
-                        [budget.window(k) for k in permit.windows],
-                        [permit.weight, keep, value, snap],
-                    )
+                    keys = [budget.window(k) for k in permit.windows]
+                    args = [permit.weight, keep, value, snap]
+                    tg = self._tg
+                    if tg is not None and self._background < _MAX_BACKGROUND:
+                        # Off the caller's path: until it lands, the weight stays charged
+                        # to every window it might have hit and the count is read lower,
+                        # both on the safe side.
+                        self._background += 1
+                        tg.start_soon(self._complete_later, keys, args)
+                    else:
+                        await self._call(self._complete_script, keys, args)
         except _Unavailable as exc:
             if self.strict:
                 return  # nothing to fall back to; the next acquire reports it
             self._went_down(exc)
+
+    async def _complete_later(self, keys: list[str], args: list[Any]) -> None:
+        try:
+            await self._call(self._complete_script, keys, args)
+        except _Unavailable as exc:
+            if not self.strict:
+                self._went_down(exc)
+        finally:
+            self._background -= 1
 
     def _attribute(self, permit: RedisPermit, received: int) -> int:
         """1-based index of the one window the request can have landed in, else 0."""
