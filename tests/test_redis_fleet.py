@@ -10,7 +10,9 @@ only where the decisions set a target (Decisions 3 and 25: (limit - heaviest) / 
 every full window, 87.5 % when 1,500 meets 12,000) or with generous bounds.
 
 - A/B: the same fleet with the shared budget (zero 429s, >= 87.5 % of the IP limit) and with
-  a header-reconciling local limiter per process (429s: what sharing prevents).
+  a header-reconciling local limiter per process (429s: what sharing prevents). Answering at
+  once, the exchange let the local limiters through without a 429 in one run of four; with
+  answers 100 ms late (headers that old) they got 21-23 429s in every run.
 - Priority: three processes saturate the UID budget; a fourth polls at HIGH priority.
 - 418 with Retry-After to one process: nobody sends until the ban ends.
 - Redis killed mid-run and restarted: no crash, no 429, every process keeps calling, and
