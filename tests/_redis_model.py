@@ -152,12 +152,16 @@ class Store:
 
 def acquire(st: Store, keys: list[str], argv: list[Any], now: int) -> list[int]:
     s, log, q, lease, b = keys[:5]
-    wins = keys[5:]
+    wins = keys[6:]  # keys[5], when present, is the window before the first one
+    elapsed = [int(x) for x in argv[12:]]
     now_ms = now // 1000
     w, eff, burst, span, den, prio = (int(x) for x in argv[:6])
     member = str(argv[6])
     enqueued = str(argv[7]) == "1"
     lease_ms, win_ttl, slot_us, qttl = (int(x) for x in argv[8:12])
+    forecast = max([_num(st.hget(k, "foreign")) or 0 for k in keys[5:]], default=0)
+    forecast = max(forecast, 0)
+    den = max(den - forecast, eff // 10, 1)
 
     def inc(x: int) -> int:
         return _ceil_div(x * span, den)
@@ -261,9 +265,15 @@ def acquire(st: Store, keys: list[str], argv: list[Any], now: int) -> list[int]:
     for i, win in enumerate(wins, 1):
         charged = _num(st.hget(win, "charged")) or 0
         excess = _num(st.hget(win, "excess")) or 0
-        if charged + excess + w > eff:
+        used = charged + excess
+        if used + w > eff:
             keep_ticket()
-            return [2, i, 0, score]
+            return [2, i, 0, score, max(wait, 0)]
+        if forecast > 0:
+            to_come = _ceil_div(forecast * (1_000_000 - elapsed[i - 1]), 1_000_000)
+            if used + w + to_come > eff:
+                keep_ticket()
+                return [5, i, eff - used - w, forecast, score, max(wait, 0)]
     if wait > 0:
         keep_ticket()
         return [1, wait, 1, score]
@@ -324,6 +334,9 @@ def complete(st: Store, keys: list[str], argv: list[Any], now: int) -> int:
             excess = used - snap - w
             if excess > (_num(st.hget(keys[keep - 1], "excess")) or 0):
                 st.hset(keys[keep - 1], "excess", excess)
+            foreign = used - (_num(st.hget(keys[keep - 1], "charged")) or 0)
+            if foreign > (_num(st.hget(keys[keep - 1], "foreign")) or 0):
+                st.hset(keys[keep - 1], "foreign", foreign)
     return 1
 
 

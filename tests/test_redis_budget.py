@@ -485,14 +485,28 @@ async def test_client_429_pauses_through_redis_and_resends(redis_url: str) -> No
             account_id="acct-429",
         ) as client,
     ):
-        info = await client.account_info(max_wait=5)  # 429, pause, sent again
-        assert info.uni_mmr > 0
+        key = client._budget_key(ACCOUNT_INFO)
+        results = []
+
+        async def call() -> None:
+            results.append(await client.account_info(max_wait=5))  # 429, pause, again
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call)
+            await wait_until(lambda: _saw(fake, 429))
+            await anyio.sleep(0.1)  # the permit's exit writes the pause to Redis
+            # The pause reached the other process through Redis.
+            with pytest.raises(RateLimitTimeoutError) as info:
+                await other.acquire(key, 5, max_wait=0.0)
+            assert info.value.wait is not None
+            assert info.value.wait > 0.3
+        assert results[0].uni_mmr > 0
         statuses = [r.status for r in fake.requests if r.path == ACCOUNT_INFO.path]
         assert statuses == [429, 200]
-        key = client._budget_key(ACCOUNT_INFO)
-        # The pause reached the other process through Redis: it raises at once on it.
-        with pytest.raises(RateLimitTimeoutError):
-            await other.acquire(key, 5, max_wait=0.0)
+
+
+async def _saw(fake: FakeExchange, status: int) -> bool:
+    return any(r.status == status for r in fake.requests)
 
 
 async def test_client_keeps_calling_while_redis_is_down(killable_redis: RedisServer) -> None:
@@ -528,3 +542,36 @@ async def test_redis_permit_refund_outside_its_context_reaches_redis(redis_url: 
 
 async def _log_sum_is(lim: RedisRateLimiter, value: int) -> bool:
     return int(await lim._redis.hget(budget_of(lim).log, "sum") or 0) == value
+
+
+async def test_redis_limiter_paces_slower_when_others_use_the_account(redis_url: str) -> None:
+    # Weight the header shows beyond the fleet's own (another tool on the account) is kept
+    # as a forecast: the fleet's pace drops so the window is shared out, not filled early.
+    waits = {}
+    for name, header in (("alone", "5"), ("with others", "300")):
+        async with limiter(redis_url, window=10.0, namespace=name.replace(" ", "-")) as lim:
+            now = anyio.current_time()
+            window_start = (int(now) // 10 + 1) * 10  # a server clock at a window start
+            lim.set_server_offset(round((window_start + 0.1 - now) * 1e9), 1_000_000)
+            permit = await lim.acquire(UID, 5)
+            async with permit:
+                permit.mark_sent()
+                permit.observe(200, {"x-sapi-used-uid-weight-1m": header})
+            budget = budget_of(lim)
+            keys = [k async for k in lim._redis.scan_iter(match=budget.prefix + "w:*")]
+            await wait_until(lambda keys=keys: _window_done(lim, keys))  # reported
+            await take(lim, max_wait=1)  # its increment is at the pace of now
+            with pytest.raises(RateLimitTimeoutError) as info:
+                await lim.acquire(UID, 5, max_wait=0)
+            assert info.value.wait is not None
+            waits[name] = info.value.wait
+    # 5 weight at 582 per 10.1 s is ~87 ms; with 295 of others' per window, at least twice.
+    assert waits["alone"] < 0.1
+    assert waits["with others"] > 0.14
+
+
+async def _window_done(lim: RedisRateLimiter, keys: list[bytes]) -> bool:
+    for key in keys:
+        if int(await lim._redis.hget(key, "done") or 0) > 0:
+            return True
+    return False

@@ -128,6 +128,8 @@ class Harness:
                 prio, enqueued = rng.choice([0, 1, 1]), 0
                 member = f"{rng.choice(['pa', 'pb'])}:{self.n}:{weight}"
             wins = self.windows()
+            elapsed = [rng.randrange(0, 1_000_001) for _ in wins]
+            prev = [f"{PREFIX}w:{self.now // WINDOW_US - 1}"] if wins else []
             args = [
                 weight,
                 EFF,
@@ -141,8 +143,9 @@ class Harness:
                 WIN_TTL_MS,
                 SLOT_US,
                 QTTL_MS,
+                *elapsed,
             ]
-            reply = await self.run("acquire", [S, LOG, Q, LEASE, B, *wins], args)
+            reply = await self.run("acquire", [S, LOG, Q, LEASE, B, *prev, *wins], args)
             if reply[0] == 0:
                 self.grants.append((weight, reply[1], reply[2], wins, reply[3:]))
                 self.tickets.pop(member, None)
@@ -157,7 +160,7 @@ class Harness:
             weight, _, _, wins, snaps = self.grants.pop(rng.randrange(len(self.grants)))
             if wins:
                 keep = rng.randrange(len(wins) + 1)
-                used = rng.choice([-1, rng.randrange(0, 700)])
+                used = rng.choice([-1, rng.randrange(0, 700), rng.randrange(0, 120)])
                 snap = snaps[keep - 1] if keep else 0
                 await self.run("complete", wins, [weight, keep, used, snap])
         elif op == "penalty":

@@ -19,7 +19,7 @@ Keys of a budget ``{T}`` (prefix ``<namespace>:{T}:``):
 - ``lease``: sorted set ticket -> lease expiry (ms); a ticket whose lease ran out is dropped
   when it reaches the head, so a crashed process cannot block the queue;
 - ``b``: ``pause|<until>`` or ``ban|<until>`` while a 429 pause or a 418 ban runs;
-- ``w:<k>``: hash ``charged``, ``done``, ``excess`` of server window ``k``;
+- ``w:<k>``: hash ``charged``, ``done``, ``excess``, ``foreign`` of server window ``k``;
 - ``p``: sorted set process -> heartbeat expiry (ms), to count the live processes.
 
 Every key gets a TTL whenever a script writes it, so an idle budget leaves nothing behind.
@@ -36,13 +36,17 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = math.floor(now / 1000)
 """
 
-# KEYS: 1 s, 2 log, 3 q, 4 lease, 5 b, 6.. window hashes (0 to 2)
+# KEYS: 1 s, 2 log, 3 q, 4 lease, 5 b, then either nothing or 6 the hash of the window
+#       before the first one, 7.. the window hashes the request may land in (1 or 2)
 # ARGV: 1 weight, 2 effective limit, 3 burst, 4 span (us), 5 pacing denominator,
 #       6 priority, 7 ticket, 8 enqueued (0/1), 9 lease (ms), 10 window TTL (ms),
-#       11 log slot (us), 12 queue TTL (ms)
-# Returns {0, seq, slot, done...} granted; {1, wait_us, exact, score} wait; {2, i, 0, score}
-# window i full; {3, remaining_us, is_ban, score} paused or banned; {4} the ticket was lost
-# (its lease expired). ``score`` is the ticket's place in the queue.
+#       11 log slot (us), 12 queue TTL (ms), 13.. per window: share of it already past (ppm)
+# Returns {0, seq, slot, done...} granted; {1, wait_us, exact, score} wait;
+# {2, i, 0, score, pacer_us} window i full; {3, remaining_us, is_ban, score} paused or
+# banned; {4} the ticket was lost (its lease expired); {5, i, free, forecast, score,
+# pacer_us}: window i has ``free`` weight left, but the others' weight still to come this
+# window (``forecast`` per window) needs it. ``score`` is the ticket's place in the queue,
+# ``pacer_us`` the pacer's own wait.
 ACQUIRE = (
     _PRELUDE
     + """
@@ -59,6 +63,16 @@ local win_ttl = tonumber(ARGV[10])
 local slot_us = tonumber(ARGV[11])
 local qttl = tonumber(ARGV[12])
 local P = 1099511627776
+local nwin = 0
+if #KEYS > 5 then nwin = #KEYS - 6 end
+-- Others' weight per window (other tools on the account, seen in the headers): the pacer
+-- leaves room for it, so the window is shared out evenly instead of filled early by us.
+local forecast = 0
+for i = 6, #KEYS do
+  local f = tonumber(redis.call('HGET', KEYS[i], 'foreign')) or 0
+  if f > forecast then forecast = f end
+end
+den = math.max(den - forecast, math.floor(eff / 10), 1)
 local function inc(x) return math.ceil(x * span / den) end
 
 -- Drop tickets whose owner stopped renewing them (crashed, or lost Redis).
@@ -176,12 +190,19 @@ if sum + w > eff then
 end
 
 -- The server windows the request may land in: own fleet's charges plus others' weight.
-local nwin = #KEYS - 5
 for i = 1, nwin do
-  local c = redis.call('HMGET', KEYS[5 + i], 'charged', 'excess')
-  if (tonumber(c[1]) or 0) + (tonumber(c[2]) or 0) + w > eff then
+  local c = redis.call('HMGET', KEYS[6 + i], 'charged', 'excess')
+  local used = (tonumber(c[1]) or 0) + (tonumber(c[2]) or 0)
+  if used + w > eff then
     keep_ticket()
-    return {2, i, 0, score}
+    return {2, i, 0, score, math.max(wait, 0)}
+  end
+  if forecast > 0 then
+    local to_come = math.ceil(forecast * (1000000 - tonumber(ARGV[12 + i])) / 1000000)
+    if used + w + to_come > eff then
+      keep_ticket()
+      return {5, i, eff - used - w, forecast, score, math.max(wait, 0)}
+    end
   end
 end
 if wait > 0 then
@@ -201,9 +222,9 @@ redis.call('HSET', KEYS[2], 'sum', sum + w, 'lo', lo)
 redis.call('PEXPIRE', KEYS[2], math.ceil((span + slot_us) / 1000) + 1000)
 local out = {0, seq, slot}
 for i = 1, nwin do
-  redis.call('HINCRBY', KEYS[5 + i], 'charged', w)
-  redis.call('PEXPIRE', KEYS[5 + i], win_ttl)
-  out[#out + 1] = tonumber(redis.call('HGET', KEYS[5 + i], 'done')) or 0
+  redis.call('HINCRBY', KEYS[6 + i], 'charged', w)
+  redis.call('PEXPIRE', KEYS[6 + i], win_ttl)
+  out[#out + 1] = tonumber(redis.call('HGET', KEYS[6 + i], 'done')) or 0
 end
 if in_queue then
   redis.call('ZREM', KEYS[3], member)
@@ -270,6 +291,11 @@ if keep > 0 then
     local excess = used - tonumber(ARGV[4]) - w
     if excess > (tonumber(redis.call('HGET', KEYS[keep], 'excess')) or 0) then
       redis.call('HSET', KEYS[keep], 'excess', excess)
+    end
+    -- Surely others' (all of the fleet's charge could be in the count): the forecast.
+    local foreign = used - (tonumber(redis.call('HGET', KEYS[keep], 'charged')) or 0)
+    if foreign > (tonumber(redis.call('HGET', KEYS[keep], 'foreign')) or 0) then
+      redis.call('HSET', KEYS[keep], 'foreign', foreign)
     end
   end
 end

@@ -349,8 +349,9 @@ class RedisRateLimiter:
       through the window, never spent at once and then waited for.
     - **Header reconciliation**: each response's used-weight header is folded into its
       server window by the max rule (what the server counted beyond the weight it surely
-      includes of the fleet's is others' weight), so traffic outside the fleet is respected.
-      This needs the server clock offset (the client's clock sync provides it).
+      includes of the fleet's is others' weight), so traffic outside the fleet is respected;
+      that weight also slows the pace, keeping room for the rest of the window. This needs
+      the server clock offset (the client's clock sync provides it).
     - **Priorities and FIFO**: each waiter takes a ticket in a Redis queue per budget;
       HIGH tickets are served before NORMAL ones, each class in ticket order, whatever
       process holds them. Tickets carry leases renewed by heartbeats, so a crashed process
@@ -770,7 +771,9 @@ class RedisRateLimiter:
             started = _now_ns()
             windows = self._windows(started)
             keys = [budget.s, budget.log, budget.q, budget.lease, budget.b]
-            keys.extend(budget.window(k) for k in windows)
+            if windows:
+                keys.append(budget.window(windows[0] - 1))  # the others' weight, last window
+                keys.extend(budget.window(k) for k in windows)
             args = [
                 waiter.weight,
                 params.effective,
@@ -784,6 +787,7 @@ class RedisRateLimiter:
                 self._window_ttl_ms,
                 params.slot_us,
                 self._queue_ttl_ms,
+                *self._elapsed_ppm(started, windows),
             ]
             reply = await self._call(self._acquire_script, keys, args)
             now = _now_ns()
@@ -815,8 +819,9 @@ class RedisRateLimiter:
                 waiter.enqueued = False  # the lease ran out (Redis was slow): queue again
                 continue
             exact = True
-            if len(reply) > 3 and int(reply[3]) and waiter.score != int(reply[3]):
-                waiter.score = int(reply[3])
+            place = int(reply[4 if code == 5 else 3]) if len(reply) > 3 else 0
+            if place and waiter.score != place:
+                waiter.score = place
                 budget.reorder(waiter)
             if code == 3:
                 remaining = int(reply[1]) * _US
@@ -826,13 +831,20 @@ class RedisRateLimiter:
                 waiter.enqueued = True
                 budget.paused_until = max(budget.paused_until, now + remaining)
                 wait = remaining
-            elif code == 2:
+            elif code in (2, 5):
                 waiter.enqueued = True
                 off = self._offset
                 assert off is not None
                 k = windows[int(reply[1]) - 1]
+                w = self._window_ns
                 # From then on no arrival can fall in window k.
-                wait = max((k + 1) * self._window_ns - off.offset + off.eps(now) - now, 0)
+                ready = (k + 1) * w - off.offset + off.eps(now)
+                if code == 5:
+                    # Room is kept for the others' weight still to come in window k: wait
+                    # until the part of the window left needs no more than what is free.
+                    free, forecast = int(reply[2]), max(int(reply[3]), 1)
+                    ready = min(ready, k * w + w - free * w // forecast - off.offset + off.eps(now))
+                wait = max(ready - now, int(reply[-1]) * _US, 0)
             else:
                 waiter.enqueued = True
                 wait = int(reply[1]) * _US
@@ -845,6 +857,15 @@ class RedisRateLimiter:
                 )
             return max(wait, 1), exact
         return max(self._spread_ns // 4, 1), False
+
+    def _elapsed_ppm(self, now: int, windows: tuple[int, ...]) -> list[int]:
+        """How much of each window is surely past at ``now`` (ppm of the window)."""
+        off = self._offset
+        if off is None or not windows:
+            return []
+        w = self._window_ns
+        earliest = now + off.offset - off.eps(now)
+        return [min(max(earliest - k * w, 0), w) * 1_000_000 // w for k in windows]
 
     def _where(self, budget: _RBudget) -> str:
         key = budget.key
