@@ -7,9 +7,11 @@ from __future__ import annotations
 import secrets
 import socket
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
+from _redis import _command
 from binance_pmpro.errors import SharedBudgetUnavailableError
 from binance_pmpro.testing import FakeExchange
 from test_examples import load
@@ -40,6 +42,11 @@ async def test_several_processes_clients_share_the_redis_budget(redis_url: str) 
         await second.asset_index_price(asset="BTC")
     sent = [r for r in fake.requests if r.path.startswith("/sapi/")]
     assert [r.status for r in sent] == [200, 200, 200]
+    # Both clients' account calls were granted from one budget in Redis (its grant count).
+    parts = urlsplit(redis_url)
+    key = f"bpm:{{uid|{account}|/sapi/v1/portfolio/account}}:s"
+    reply = _command(parts.hostname or "127.0.0.1", parts.port or 6379, "HGET", key, "seq")
+    assert reply.split(b"\r\n")[1] == b"2"
 
 
 async def test_several_processes_strict_client_refuses_while_redis_is_unreachable() -> None:
