@@ -61,4 +61,5 @@ def bench(session: nox.Session) -> None:
         session.run("python", "-m", "benchmarks.bench_redis", "--out", "benchmarks/results")
     else:
         session.warn("no redis-server on the PATH: benchmarks.bench_redis left out")
+    session.run("python", "-m", "benchmarks.bench_stream")
     session.run("python", "-m", "benchmarks.bench_clients", *session.posargs)

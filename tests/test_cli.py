@@ -439,8 +439,10 @@ def test_fake_exchange_prints_json_line_serves_and_stops_cleanly(
     )  # fmt: skip
     try:
         first = json.loads(_readline(proc.stdout, RUN_TIMEOUT))
-        assert set(first) == {"base_url", "api_key", "api_secret"}
+        assert set(first) == {"base_url", "api_key", "api_secret", "stream_url"}
         assert first["base_url"].startswith("http://127.0.0.1:")
+        port = first["base_url"].rsplit(":", 1)[1]
+        assert first["stream_url"] == f"ws://127.0.0.1:{port}/pm-classic"
         server_time = httpx.get(first["base_url"] + "/api/v3/time", timeout=5).json()
         assert isinstance(server_time["serverTime"], int)
         secret = tmp_path / "secret"

@@ -504,7 +504,7 @@ async def test_errors_fetch_and_decide_without_network_says_nothing_went_out(
     fake: Fake,
 ) -> None:
     example = load("errors_and_retries")
-    with socket_bound_and_closed() as port:
+    with refusing_port() as port:
         async with PortfolioMarginProClient(
             "key", "secret", base_url=f"http://127.0.0.1:{port}", time_sync=False
         ) as client:
@@ -512,8 +512,12 @@ async def test_errors_fetch_and_decide_without_network_says_nothing_went_out(
     assert answer == "network down: no request went out"
 
 
-def socket_bound_and_closed() -> Any:
-    """A loopback port that nothing listens on (bound, then closed)."""
+def refusing_port() -> Any:
+    """A loopback port that refuses connections for the whole block.
+
+    The socket stays bound without listening: the kernel answers a connect with a reset, and
+    no other process can take the port meanwhile (closing it first raced with other suites).
+    """
     import contextlib
     import socket
 
@@ -521,8 +525,7 @@ def socket_bound_and_closed() -> Any:
     def port() -> Iterator[int]:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
-            number = sock.getsockname()[1]
-        yield number
+            yield sock.getsockname()[1]
 
     return port()
 
@@ -602,6 +605,13 @@ def test_with_fake_exchange_example_passes_under_pytest(pytester: pytest.Pyteste
         str(EXAMPLES / "test_with_fake_exchange.py"), "-p", "no:cacheprovider", "-q"
     )
     result.assert_outcomes(passed=8)
+
+
+def test_stream_with_fake_exchange_example_passes_under_pytest(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_inprocess(
+        str(EXAMPLES / "test_stream_with_fake_exchange.py"), "-p", "no:cacheprovider", "-q"
+    )
+    result.assert_outcomes(passed=6)  # three tests, on asyncio and trio
 
 
 # --- fake exchange server, logging, configuration ------------------------------------------

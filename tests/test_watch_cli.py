@@ -245,9 +245,10 @@ def test_terminal_view_updates_the_status_line_in_place_and_keeps_events() -> No
 
 
 def test_watch_metrics_port_serves_prometheus_text_that_parses() -> None:
+    # Polling, so that the request metrics have account calls to count.
     proc = subprocess.Popen(
         [sys.executable, "-m", "binance_pmpro", "watch", "--demo", "--every", "0.05",
-         "--duration", "20", "--json", "--metrics-port", "0"],
+         "--duration", "20", "--json", "--metrics-port", "0", "--source", "poll"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
         text=True, env=clean_env(),
     )  # fmt: skip

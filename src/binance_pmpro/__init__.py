@@ -28,6 +28,7 @@ from .errors import (
     InvalidRequestError,
     InvalidSignatureError,
     IPBannedError,
+    ListenKeyNotFoundError,
     NotPortfolioMarginError,
     OutcomeUnknownError,
     PoolTimeoutError,
@@ -37,6 +38,7 @@ from .errors import (
     RequestTimeoutError,
     ServerError,
     SharedBudgetUnavailableError,
+    StreamDecodeError,
     TimestampError,
     TransportError,
     WAFBlockedError,
@@ -80,7 +82,18 @@ from .monitor import (
 from .portfolio import WriteOutcomeUnknownError
 from .ratelimit import BudgetKey, BudgetSnapshot, Limiter, Priority, RateLimiter
 from .retry import NO_RETRY, RetryPolicy
+from .stream_events import (
+    AccountUpdate,
+    ListenKeyExpired,
+    RiskLevel,
+    RiskLevelChange,
+    StreamEvent,
+    StreamReconnected,
+    UnknownEvent,
+    decode_stream_event,
+)
 from .transport import Timeouts
+from .user_stream import UserStream
 from .validation import EndpointCapError, ParameterError
 
 __version__ = "0.1.0"
@@ -107,6 +120,7 @@ __all__ = [
     "AccountSnapshot",
     "AccountStatus",
     "AccountType",
+    "AccountUpdate",
     "AssetIndexPrice",
     "AssetLeverage",
     "AuthenticationError",
@@ -135,6 +149,8 @@ __all__ = [
     "InvalidRequestError",
     "InvalidSignatureError",
     "Limiter",
+    "ListenKeyExpired",
+    "ListenKeyNotFoundError",
     "NotPortfolioMarginError",
     "OperationResult",
     "OutcomeUnknownError",
@@ -155,6 +171,8 @@ __all__ = [
     "RequestTimeoutError",
     "RetryPolicy",
     "RiskEvent",
+    "RiskLevel",
+    "RiskLevelChange",
     "RiskMonitor",
     "RiskTier",
     "ServerError",
@@ -162,14 +180,20 @@ __all__ = [
     "SpanAccountInfo",
     "Stale",
     "StatusChange",
+    "StreamDecodeError",
+    "StreamEvent",
+    "StreamReconnected",
     "TieredCollateralRate",
     "Timeouts",
     "TimestampError",
     "TransferSide",
     "TransportError",
     "UniMMRBelow",
+    "UnknownEvent",
+    "UserStream",
     "WAFBlockedError",
     "WriteOutcomeUnknownError",
     "__version__",
     "decode_account_info",
+    "decode_stream_event",
 ]

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 import anyio
 
+from ._stream_cli import DEMO_STREAM_PERIOD, add_stream_url_option
 from .cli import (
     EXIT_AUTH,
     EXIT_CODES_HELP,
@@ -53,9 +54,15 @@ EXIT_ALERT = 10
 """``watch --exit-on-alert``: a breach, or a status change away from ``NORMAL``."""
 
 _DESCRIPTION = """\
-Watch the Portfolio Margin Pro account's margin risk: poll GET /sapi/v1/portfolio/account
-every --every seconds (at high priority in the rate limiter, at most one call at a time, a
-steady cadence that skips ticks a slow answer overran) and report what changes.
+Watch the Portfolio Margin Pro account's margin risk and report what changes.
+
+Source (--source): "stream" takes the numbers Binance's user data stream pushes every 5
+seconds (and at once on a risk level change), with a REST snapshot at the start and every 5
+minutes; "poll" polls GET /sapi/v1/portfolio/account every --every seconds (at high
+priority in the rate limiter, at most one call at a time, a steady cadence that skips ticks
+a slow answer overran); "auto" (the default) is "stream" when a stream URL is known
+(Binance's own hosts, or --stream-url), polling while the stream is down, and "poll"
+otherwise: with a custom --base-url alone it polls.
 
 Rules: by default a breach when uniMMR goes below each tier of Binance's risk table (1.50,
 1.20, 1.05 and 1.00; the last row is unconfirmed); --alert-below UNIMMR adds a level (it
@@ -73,8 +80,9 @@ watch with their exit code; other failures are retried at the next tick and repo
 "stale" once no fresh data has come for --stale-after seconds.
 
 --demo watches the built-in fake exchange on 127.0.0.1 (not Binance) while its uniMMR
-slides from 3.0 to 1.15 and back, so the alerts can be seen. There is no automatic demo:
-without credentials, watch fails with exit code 3.
+slides from 3.0 to 1.15 and back, so the alerts can be seen; its stream pushes an update
+every second (Binance: 5), or every --every seconds when that is shorter. There is no
+automatic demo: without credentials, watch fails with exit code 3.
 """
 
 _DEMO_NOTICE = (
@@ -161,6 +169,14 @@ def add_watch_command(commands: Any) -> None:
         metavar="PORT",
         help="serve Prometheus metrics on 127.0.0.1:PORT (needs the [metrics] extra)",
     )
+    watch.add_argument(
+        "--source",
+        choices=("auto", "stream", "poll"),
+        default="auto",
+        help="where snapshots come from: the user data stream, polling, or auto (the stream "
+        "when a stream URL is known, polling while it is down; default)",
+    )
+    add_stream_url_option(watch)
     _add_connection_options(watch)
     for action in watch._actions:
         if action.dest == "json":
@@ -251,18 +267,24 @@ async def _run_watch(args: argparse.Namespace, secrets: _Secrets) -> int:
         from .testing import FakeExchange
         from .testing._scenario import demo_scenario
 
-        fake = FakeExchange()
+        # Lively: an update a second (Binance: 5), faster still when --every asks for it.
+        period = min(DEMO_STREAM_PERIOD, args.every)
+        fake = FakeExchange(stream_period=period)
         secrets.add(fake.demo_api_secret)
         async with fake.serve(host="127.0.0.1", port=0) as server:
             demo_scenario(args.every).install(fake)
-            print(_DEMO_NOTICE.format(url=server.base_url), file=sys.stderr, flush=True)
+            notice = _DEMO_NOTICE.format(url=server.base_url)
+            if args.source != "poll":
+                notice += f"; its stream pushes an update every {period:g} s"
+            print(notice, file=sys.stderr, flush=True)
             client = PortfolioMarginProClient(
                 api_key=fake.demo_api_key,
                 api_secret=fake.demo_api_secret,
                 base_url=server.base_url,
+                stream_url=server.stream_url,
                 **_client_options(args),
             )
-            return await _watch(args, client)
+            return await _watch(args, client, stream_period=period)
     if not _credentials_configured(args):
         # Decision 7: never an automatic demo for watch.
         raise CliError(
@@ -278,10 +300,17 @@ async def _run_watch(args: argparse.Namespace, secrets: _Secrets) -> int:
             "credentials: an API key but no secret: give --api-secret-file or --private-key "
             "(or set BINANCE_API_SECRET or BINANCE_PRIVATE_KEY_PATH)",
         )
+    if args.source == "stream" and client.stream_url is None:
+        raise CliError(
+            EXIT_USAGE,
+            "--source stream needs a stream URL with a custom --base-url: give --stream-url too",
+        )
     return await _watch(args, client)
 
 
-async def _watch(args: argparse.Namespace, client: PortfolioMarginProClient) -> int:
+async def _watch(
+    args: argparse.Namespace, client: PortfolioMarginProClient, *, stream_period: float = 5.0
+) -> int:
     monitor = RiskMonitor(default_rules(args.alert_below))
     as_json = args.json or not sys.stdout.isatty()
     terminal = None if as_json else _Terminal(sys.stdout)
@@ -312,7 +341,12 @@ async def _watch(args: argparse.Namespace, client: PortfolioMarginProClient) -> 
         scope = anyio.move_on_after(args.duration) if args.duration else anyio.CancelScope()
         try:
             with scope:
-                watch = client.watch_account(every=args.every, stale_after=args.stale_after)
+                watch = client.watch_account(
+                    every=args.every,
+                    stale_after=args.stale_after,
+                    source=args.source,
+                    stream_period=stream_period,
+                )
                 async with contextlib.aclosing(watch) as polls:
                     async for poll in polls:
                         # A snapshot, then the events it caused, before the next poll.

@@ -5,19 +5,22 @@ Commands::
     binance-pmpro account [--json] [--demo] [--base-url URL] [--recv-window MS]
                           [--timeout S] [--max-wait S] [--api-key KEY]
                           [--api-secret-file PATH | --private-key PATH] [-v]
-    binance-pmpro fake-exchange [--host 127.0.0.1] [--port 0] [-v]
+    binance-pmpro fake-exchange [--host 127.0.0.1] [--port 0] [--stream-period S] [-v]
+    binance-pmpro stream [--json] [--count N] [--duration S] [--close-listen-key]
+                         [--stream-url URL] [--demo] [the options of account]
     binance-pmpro balance | collateral-rates | index-price | loan | repay-history | ...
                           [the options of account] [the endpoint's parameters]
     binance-pmpro repay | bnb-transfer | set-margin-call-level | ... [--yes]
     binance-pmpro watch [--every S] [--alert-below UNIMMR] [--json] [--exit-on-alert]
-                        [--count N] [--duration S] [--metrics-port PORT] [--demo] [...]
+                        [--count N] [--duration S] [--metrics-port PORT] [--demo]
+                        [--source auto|stream|poll] [--stream-url URL] [...]
 
 ``account`` prints the Portfolio Margin Pro account's risk summary: a table by default,
 one JSON document with ``--json``. ``--demo`` (and, with a notice, a bare ``account`` run
 from a terminal with no credentials configured at all) starts the built-in fake exchange on
 loopback and runs the real client against it over HTTP. ``fake-exchange`` serves the fake
-exchange until interrupted; its first stdout line is JSON with ``base_url``, ``api_key`` and
-``api_secret``.
+exchange until interrupted; its first stdout line is JSON with ``base_url``, ``api_key``,
+``api_secret`` and ``stream_url``. ``stream`` prints the user data stream's events.
 
 Every other Portfolio Margin Pro endpoint has a subcommand named in the endpoint table
 (:attr:`binance_pmpro.endpoints.Endpoint.cli`), with the same options, output and exit codes
@@ -228,6 +231,7 @@ Command line for Binance's Portfolio Margin Pro API.
   binance-pmpro account            your account (BINANCE_API_KEY + BINANCE_API_SECRET)
   binance-pmpro account --json     the same as one JSON document
   binance-pmpro balance --demo     balances; every endpoint has its command (list below)
+  binance-pmpro stream --demo      the user data stream's events as they arrive
   binance-pmpro fake-exchange      serve the fake exchange for other programs' tests
 """
 
@@ -258,8 +262,11 @@ demo:
 _FAKE_DESCRIPTION = """\
 Serve the built-in fake exchange (Binance's Portfolio Margin Pro endpoints, signature and
 timestamp checks, weight accounting) over HTTP until interrupted (Ctrl-C or SIGTERM; exit
-code 0). The first line on stdout is one JSON object, flushed at once:
-  {"base_url": "http://127.0.0.1:PORT", "api_key": "...", "api_secret": "..."}
+code 0), with its user data stream: the listen key calls (/fapi/v1/listenKey) on the same
+port, and a WebSocket stream at STREAM_URL/ws/<listenKey> pushing an account update every
+--stream-period seconds. The first line on stdout is one JSON object, flushed at once:
+  {"base_url": "http://127.0.0.1:PORT", "api_key": "...", "api_secret": "...",
+   "stream_url": "ws://127.0.0.1:PORT/pm-classic"}
 with a demo HMAC key pair the fake exchange accepts. Notices go to stderr.
 """
 
@@ -383,9 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
         if endpoint.cli is not None:
             _add_endpoint_command(commands, endpoint)
 
+    from ._stream_cli import add_stream_command  # the stream loads with its commands only
     from ._watch_cli import add_watch_command  # the monitor loads with its command only
 
     add_watch_command(commands)
+    add_stream_command(commands)
 
     fake = commands.add_parser(
         "fake-exchange",
@@ -400,6 +409,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fake.add_argument(
         "--port", type=_port, default=0, help="port to listen on (default: 0, any free port)"
+    )
+    fake.add_argument(
+        "--stream-period",
+        type=lambda text: _seconds(text, allow_zero=False),
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between the user data stream's account updates, fractions allowed "
+        "(default: 5, as Binance)",
     )
     _add_common(fake)
     fake.set_defaults(handler=_run_fake_exchange)
@@ -1100,6 +1117,8 @@ def _make_live_client(args: argparse.Namespace, secrets: _Secrets) -> PortfolioM
     options = _client_options(args)
     if args.base_url is not None:
         options["base_url"] = args.base_url
+    if getattr(args, "stream_url", None) is not None:  # stream and watch only
+        options["stream_url"] = args.stream_url
     try:
         client = PortfolioMarginProClient(
             api_key=args.api_key,
@@ -1205,6 +1224,7 @@ def _refuse_demo_with_credentials(args: argparse.Namespace) -> None:
         flag
         for flag, value in (
             ("--base-url", args.base_url),
+            ("--stream-url", getattr(args, "stream_url", None)),
             ("--api-key", args.api_key),
             ("--api-secret-file", args.api_secret_file),
             ("--private-key", args.private_key),
@@ -1229,7 +1249,7 @@ async def _run_fake_exchange(args: argparse.Namespace, secrets: _Secrets) -> int
 
     from .testing import FakeExchange
 
-    fake = FakeExchange()
+    fake = FakeExchange(stream_period=args.stream_period)
     if not _is_loopback(args.host):
         print(
             f"warning: serving on {args.host}, reachable from other machines; the fake "
@@ -1244,6 +1264,7 @@ async def _run_fake_exchange(args: argparse.Namespace, secrets: _Secrets) -> int
                 "base_url": server.base_url,
                 "api_key": fake.demo_api_key,
                 "api_secret": fake.demo_api_secret,
+                "stream_url": server.stream_url,
             }
             sys.stdout.write(json.dumps(line) + "\n")
             sys.stdout.flush()

@@ -50,23 +50,32 @@ from .requests import PreparedRequest, build_request, check_recv_window, redact_
 from .retry import RetryPolicy
 from .signing import Ed25519Signer, HmacSigner, PrivateKeySource, RsaSigner, load_signer
 from .transport import Response, Timeouts, Transport
+from .transport.websocket import WebSocketConnector
+from .user_stream import UserStreamMixin
 
 if TYPE_CHECKING:
     # httpx costs ~100 ms to import; only the httpx transport (loaded on first use) needs it.
     import httpx
 
-__all__ = ["DEFAULT_BASE_URL", "PortfolioMarginProClient"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_FUTURES_BASE_URL",
+    "DEFAULT_STREAM_URL",
+    "PortfolioMarginProClient",
+]
 
 logger = logging.getLogger("binance_pmpro")
 
 DEFAULT_BASE_URL = "https://api.binance.com"
+DEFAULT_FUTURES_BASE_URL = "https://fapi.binance.com"
+DEFAULT_STREAM_URL = "wss://fstream.binance.com/pm-classic"
 DEFAULT_RECV_WINDOW = 5000
 DEFAULT_MAX_WAIT = 10.0
 
 T = TypeVar("T")
 
 
-class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
+class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin, UserStreamMixin):
     """Async client for Binance's Portfolio Margin Pro API.
 
     One client is safe to share between any number of concurrent tasks, on asyncio or trio.
@@ -83,6 +92,15 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
     Options:
 
     - ``base_url``: Binance's REST root. ``http://`` is refused except for loopback hosts.
+    - ``futures_base_url``: the USDⓈ-M futures REST root, where the user data stream's
+      listen key is created and kept alive (default ``https://fapi.binance.com`` with
+      Binance's own ``base_url``; with a custom ``base_url``, that same URL).
+    - ``stream_url``: the user data stream's WebSocket root, ``<stream_url>/ws/<listenKey>``
+      (default ``wss://fstream.binance.com/pm-classic`` with Binance's own ``base_url``;
+      with a custom ``base_url``, none: :meth:`user_stream` then needs it given).
+    - ``stream_connector``: how the stream opens WebSockets
+      (a :class:`~binance_pmpro.transport.websocket.WebSocketConnector`; default: wsproto
+      over anyio sockets, TLS verified with ``ssl_context`` or the system's CAs).
     - ``recv_window``: ms a signed request stays valid, 1..60,000 (default 5,000).
     - ``timeout``: seconds for every phase, or a :class:`~binance_pmpro.transport.Timeouts`.
     - ``http_client``: your own ``httpx.AsyncClient`` (proxies, custom TLS, mocks); the
@@ -137,6 +155,9 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
         private_key: PrivateKeySource | None = None,
         private_key_password: str | bytes | None = None,
         base_url: str = DEFAULT_BASE_URL,
+        futures_base_url: str | None = None,
+        stream_url: str | None = None,
+        stream_connector: WebSocketConnector | None = None,
         recv_window: int = DEFAULT_RECV_WINDOW,
         timeout: float | Timeouts | None = None,
         http_client: httpx.AsyncClient | None = None,
@@ -164,6 +185,14 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
             api_key, api_secret, private_key, private_key_password
         )
         self.base_url = _check_base_url(base_url)
+        default_host = self.base_url == DEFAULT_BASE_URL
+        if futures_base_url is None:
+            futures_base_url = DEFAULT_FUTURES_BASE_URL if default_host else self.base_url
+        self.futures_base_url = _check_base_url(futures_base_url)
+        if stream_url is None and default_host:
+            stream_url = DEFAULT_STREAM_URL
+        self.stream_url = _check_stream_url(stream_url) if stream_url is not None else None
+        self._stream_connector = stream_connector
         self.recv_window = check_recv_window(recv_window)
         self.timeouts = Timeouts.coerce(timeout) if timeout is not None else Timeouts()
         if max_wait < 0:
@@ -212,6 +241,7 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
         self._ssl_context = ssl_context
         self._http2 = http2
         self._transport: Transport | None = None
+        self._futures_transport: Transport | None = None
         self._transport_choice: str = "custom"
         if isinstance(transport, str):
             if transport not in ("auto", "httpx", "fast"):
@@ -321,6 +351,8 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
     async def aclose(self) -> None:
         """Close the connection pool (a caller's ``http_client`` is left open). Idempotent."""
         self._closed = True
+        if self._futures_transport is not None:
+            await self._futures_transport.aclose()
         if self._transport is not None:
             await self._transport.aclose()
         if self._owned_limiter is not None:
@@ -341,14 +373,21 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
 
     # --- the path of one call --------------------------------------------------------------
 
-    def _get_transport(self) -> Transport:
+    def _get_transport(self, futures: bool = False) -> Transport:
         if self._closed:
             raise ClientClosedError("the client is closed; create a new one")
         if self._transport is None:
-            self._transport = self._make_transport()
+            self._transport = self._make_transport(self.base_url)
+        if futures and self.futures_base_url != self.base_url:
+            # A transport given as an object routes every host itself.
+            if self._transport_choice == "custom":
+                return self._transport
+            if self._futures_transport is None:
+                self._futures_transport = self._make_transport(self.futures_base_url)
+            return self._futures_transport
         return self._transport
 
-    def _make_transport(self) -> Transport:
+    def _make_transport(self, base_url: str) -> Transport:
         """Decision 6: the fast transport only on asyncio, with httptools installed, no
         user ``http_client`` and no proxy configured; httpx otherwise."""
         choice = self._transport_choice
@@ -358,7 +397,7 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
                 from .transport.fast import FastTransport
 
                 return FastTransport(
-                    self.base_url,
+                    base_url,
                     timeouts=self.timeouts,
                     max_connections=self._max_connections,
                     idle_timeout=self._idle_timeout,
@@ -369,7 +408,7 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
         from .transport.httpx import HttpxTransport
 
         return HttpxTransport(
-            self.base_url,
+            base_url,
             client=self._http_client,
             timeouts=self.timeouts,
             max_connections=self._max_connections,
@@ -395,6 +434,8 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
             # Binance counts IP weight per endpoint; ip_total pools them (stricter, safe).
             path = "" if self._ip_total else endpoint.path
             return BudgetKey(Budget.SAPI_IP, self._ip_group, path)
+        if endpoint.budget is Budget.FAPI_IP:
+            return BudgetKey(Budget.FAPI_IP, self._ip_group, "")
         return BudgetKey(Budget.API_IP, self._ip_group, "")
 
     async def _call(
@@ -525,7 +566,7 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin):
         priority: Priority = Priority.NORMAL,
     ) -> Response:
         """One HTTP exchange: weight, fresh timestamp and signature, send, observe."""
-        transport = self._get_transport()
+        transport = self._get_transport(endpoint.futures)
         weight = endpoint.weight_for(params)
         permit = await self._acquire(endpoint, weight, rate_wait, priority)
         async with permit:
@@ -760,6 +801,20 @@ def _check_base_url(base_url: str) -> str:
             "not travel in clear text (http:// is allowed for loopback hosts only)"
         )
     return base_url.rstrip("/")
+
+
+def _check_stream_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ConfigurationError(f"stream_url must be a ws(s):// URL, not {url!r}")
+    if parts.query or parts.fragment:
+        raise ConfigurationError("stream_url must not carry a query or fragment")
+    if parts.scheme == "ws" and not _is_loopback(parts.hostname):
+        raise ConfigurationError(
+            f"refusing plain ws:// to {parts.hostname}: the listen key must not travel in "
+            "clear text (ws:// is allowed for loopback hosts only)"
+        )
+    return url.rstrip("/")
 
 
 def _is_loopback(host: str) -> bool:

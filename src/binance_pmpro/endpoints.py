@@ -35,6 +35,7 @@ from .models import (
     TieredCollateralRate,
     TransactionResult,
 )
+from .stream_events import ListenKey
 
 __all__ = [
     "ACCOUNT_INFO",
@@ -53,6 +54,9 @@ __all__ = [
     "ENDPOINTS",
     "ENDPOINTS_BY_NAME",
     "INTEREST_HISTORY",
+    "LISTEN_KEY_CLOSE",
+    "LISTEN_KEY_CREATE",
+    "LISTEN_KEY_KEEPALIVE",
     "MARGIN_ASSET_LEVERAGE",
     "MARGIN_CALL_LEVEL",
     "PORTFOLIO_ENDPOINTS",
@@ -65,6 +69,7 @@ __all__ = [
     "SET_DELTA_MODE",
     "SET_MARGIN_CALL_LEVEL",
     "SPAN_ACCOUNT_INFO",
+    "STREAM_ENDPOINTS",
     "TIERED_COLLATERAL_RATE",
     "USED_WEIGHT_HEADERS",
     "Budget",
@@ -107,6 +112,9 @@ class Budget(enum.Enum):
     """Per egress IP and endpoint: 12,000 weight per minute."""
     API_IP = "api"
     """The spot ``/api`` budget, shared by all ``/api`` endpoints of an IP: 6,000 per minute."""
+    FAPI_IP = "fapi"
+    """The USDⓈ-M futures host's budget, shared by all ``/fapi`` endpoints of an IP (the user
+    stream's listen key calls): 2,400 per minute."""
 
 
 class ParamType(enum.Enum):
@@ -219,6 +227,12 @@ class Endpoint:
         return weight if isinstance(weight, int) else weight(params)
 
     @property
+    def futures(self) -> bool:
+        """Whether the endpoint lives on the USDⓈ-M futures host (``/fapi`` paths), which
+        the client reaches through its ``futures_base_url``."""
+        return self.path.startswith("/fapi/")
+
+    @property
     def header_name(self) -> str:
         """The lower-case response header carrying the used weight of this endpoint's budget."""
         return USED_WEIGHT_HEADERS[self.budget]
@@ -228,6 +242,7 @@ USED_WEIGHT_HEADERS: Mapping[Budget, str] = {
     Budget.SAPI_UID: "x-sapi-used-uid-weight-1m",
     Budget.SAPI_IP: "x-sapi-used-ip-weight-1m",
     Budget.API_IP: "x-mbx-used-weight-1m",
+    Budget.FAPI_IP: "x-mbx-used-weight-1m",
 }
 """The lower-case response header reporting the used weight of each budget kind."""
 
@@ -679,8 +694,55 @@ REMOVED_ENDPOINTS: tuple[tuple[str, str], ...] = (
 """Endpoints Binance removed (BFUSD mint/redeem): calls get ``-21015``
 (:class:`~binance_pmpro.errors.EndpointGoneError`). Deliberately not implemented."""
 
+# --- the user data stream's listen key (USDⓈ-M futures host; pmpro-stream reference §1) ----
+
+LISTEN_KEY_CREATE = Endpoint(
+    name="create_listen_key",
+    method="POST",
+    path="/fapi/v1/listenKey",
+    security=Security.USER_STREAM,
+    budget=Budget.FAPI_IP,
+    weight=1,
+    response=ListenKey,
+    # A second POST returns the account's live key (and extends it): safe to repeat.
+    idempotent=True,
+    title="Start User Data Stream",
+)
+
+LISTEN_KEY_KEEPALIVE = Endpoint(
+    name="keepalive_listen_key",
+    method="PUT",
+    path="/fapi/v1/listenKey",
+    security=Security.USER_STREAM,
+    budget=Budget.FAPI_IP,
+    weight=1,
+    response=ListenKey,
+    idempotent=True,
+    title="Keepalive User Data Stream",
+)
+
+LISTEN_KEY_CLOSE = Endpoint(
+    name="close_listen_key",
+    method="DELETE",
+    path="/fapi/v1/listenKey",
+    security=Security.USER_STREAM,
+    budget=Budget.FAPI_IP,
+    weight=1,
+    response=ListenKey,
+    idempotent=True,
+    title="Close User Data Stream",
+)
+
+STREAM_ENDPOINTS: tuple[Endpoint, ...] = (
+    LISTEN_KEY_CREATE,
+    LISTEN_KEY_KEEPALIVE,
+    LISTEN_KEY_CLOSE,
+)
+"""The listen key endpoints of the user data stream: USER_STREAM security (API key, no
+signature), weight 1 each on the futures host's IP budget."""
+
 ENDPOINTS: Mapping[tuple[str, str], Endpoint] = {
-    (e.method, e.path): e for e in (*PORTFOLIO_ENDPOINTS, SERVER_TIME)
+    (e.method, e.path): e for e in (*PORTFOLIO_ENDPOINTS, SERVER_TIME, *STREAM_ENDPOINTS)
 }
 """Every endpoint by ``(method, path)``."""
 

@@ -12,11 +12,13 @@ contain an API secret, a private key or a request signature.
                                ``DeadlineExceededError``)
     ``ConnectionLostError``    the connection broke while sending or reading
   ``DecodeError``              an answer came back but could not be understood
+    ``StreamDecodeError``      a user data stream frame that is not a readable event
   ``APIError``                 Binance answered with an error (``status``, ``code``, ``msg``)
     ``AuthenticationError``    key unknown/malformed, no permission (-2014, -2015, -1002, 401)
       ``InvalidSignatureError``  -1022
     ``TimestampError``         -1021: timestamp outside ``recvWindow``
     ``InvalidRequestError``    the request itself was refused (-11xx, other 4xx)
+      ``ListenKeyNotFoundError``  -1125: the user data stream's listen key does not exist
     ``NotPortfolioMarginError``  -21001: the account is not a Portfolio Margin account
     ``EndpointGoneError``      -21015: Binance removed the endpoint
     ``RateLimitedError``       429: too much weight; ``retry_after`` seconds
@@ -50,6 +52,7 @@ __all__ = [
     "IPBannedError",
     "InvalidRequestError",
     "InvalidSignatureError",
+    "ListenKeyNotFoundError",
     "NotPortfolioMarginError",
     "OutcomeUnknownError",
     "PoolTimeoutError",
@@ -59,6 +62,7 @@ __all__ = [
     "RequestTimeoutError",
     "ServerError",
     "SharedBudgetUnavailableError",
+    "StreamDecodeError",
     "TimestampError",
     "TransportError",
     "WAFBlockedError",
@@ -68,9 +72,13 @@ _EXCERPT_CHARS = 200
 _SIGNATURE_RE = re.compile(r"(signature=)[^&\s'\"]+", re.IGNORECASE)
 
 
+_LISTEN_KEY_TEXT_RE = re.compile(r'("listenKey"\s*:\s*")[^"]*')
+
+
 def redact(text: str) -> str:
-    """Replace every ``signature=...`` value in ``text`` with ``<redacted>``."""
-    return _SIGNATURE_RE.sub(r"\1<redacted>", text)
+    """Replace every ``signature=...`` value and every JSON ``"listenKey"`` value (a user
+    stream's credential) in ``text`` with ``<redacted>``."""
+    return _LISTEN_KEY_TEXT_RE.sub(r"\1<redacted>", _SIGNATURE_RE.sub(r"\1<redacted>", text))
 
 
 def excerpt(body: bytes, limit: int = _EXCERPT_CHARS) -> str:
@@ -203,6 +211,19 @@ class DecodeError(BinanceError):
         super().__init__(detail)
 
 
+_LISTEN_KEY_RE = re.compile(rb'("(?:listenKey|stream)"\s*:\s*")[^"]*("?)')
+
+
+class StreamDecodeError(DecodeError):
+    """A frame of the user data stream is not a readable event: not JSON, not an object,
+    no event type, or a known event with a field that cannot hold its value. The stream
+    logs such a frame and skips it. The excerpt never shows a listen key.
+    """
+
+    def __init__(self, message: str, *, frame: bytes = b"", field: str | None = None) -> None:
+        super().__init__(message, body=_LISTEN_KEY_RE.sub(rb"\1<redacted>\2", frame), field=field)
+
+
 class APIError(BinanceError):
     """Binance answered with an error.
 
@@ -253,6 +274,11 @@ class TimestampError(APIError):
 
 class InvalidRequestError(APIError):
     """Binance refused the request's parameters (-11xx codes, other 4xx answers)."""
+
+
+class ListenKeyNotFoundError(InvalidRequestError):
+    """-1125: the user data stream's listen key does not exist (it expired or was closed).
+    The stream creates a new one."""
 
 
 class NotPortfolioMarginError(APIError):
@@ -358,6 +384,8 @@ def error_for(status: int, code: int | None, msg: str, headers: Mapping[str, str
         return AuthenticationError(status, code, msg, headers)
     if status == 403:
         return WAFBlockedError(status, code, msg, headers)
+    if code == -1125:
+        return ListenKeyNotFoundError(status, code, msg, headers)
     if code == -21001:
         return NotPortfolioMarginError(status, code, msg, headers)
     if code == -21015:

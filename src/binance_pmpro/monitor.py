@@ -172,7 +172,9 @@ def tier_for(uni_mmr: Decimal, tiers: Sequence[RiskTier] = RISK_TIERS) -> RiskTi
 
 @dataclass(frozen=True, slots=True)
 class AccountSnapshot:
-    """One fresh answer of ``GET /sapi/v1/portfolio/account`` during a watch."""
+    """One fresh state of the account during a watch: an answer of
+    ``GET /sapi/v1/portfolio/account``, or (``source="stream"``/``"auto"``) the latest such
+    answer updated with the numbers the user data stream pushed."""
 
     type: ClassVar[Literal["snapshot"]] = "snapshot"
     info: AccountInfo
@@ -180,7 +182,8 @@ class AccountSnapshot:
     at: float
     """The event loop's clock (``anyio.current_time()``) when the answer arrived."""
     scheduled_at: float
-    """The tick of the cadence this poll belonged to (loop clock)."""
+    """The tick of the cadence this poll belonged to (loop clock); for a pushed snapshot,
+    when it arrived."""
     time: datetime
     """The wall clock (UTC) when the answer arrived."""
     sequence: int
@@ -453,11 +456,14 @@ class RiskMonitor:
         *,
         every: float,
         stale_after: float | None = None,
+        source: Literal["auto", "stream", "poll"] = "auto",
+        **options: Any,
     ) -> AsyncGenerator[WatchItem, None]:
-        """Each snapshot of ``client.watch_account(every=..., stale_after=...)`` followed by
-        the events it causes, and the :class:`Stale` events, as they happen."""
+        """Each snapshot of ``client.watch_account(every=..., stale_after=..., source=...,
+        **options)`` followed by the events it causes, and the :class:`Stale` events, as
+        they happen."""
         # Closed here, not left to the garbage collector, when our caller closes us.
-        polls = client.watch_account(every=every, stale_after=stale_after)
+        polls = client.watch_account(every=every, stale_after=stale_after, source=source, **options)
         async with aclosing(polls) as items:
             async for item in items:
                 yield item
@@ -475,6 +481,7 @@ class WatchMixin:
     if TYPE_CHECKING:
         max_wait: float
         call_timeout: float | None
+        stream_url: str | None
 
         async def _call(
             self,
@@ -492,10 +499,26 @@ class WatchMixin:
         *,
         every: float = 5.0,
         stale_after: float | None = None,
+        source: Literal["auto", "stream", "poll"] = "auto",
+        stream_period: float = 5.0,
+        reconcile_every: float = 300.0,
+        stream_options: Mapping[str, Any] | None = None,
     ) -> AsyncGenerator[AccountSnapshot | Stale, None]:
-        """Poll the account every ``every`` seconds; yield each :class:`AccountSnapshot`,
-        and a :class:`Stale` event once no fresh snapshot has come for ``stale_after``
-        seconds (default: three periods, at least 10 s).
+        """Watch the account: yield each :class:`AccountSnapshot`, and a :class:`Stale`
+        event once no fresh snapshot has come for ``stale_after`` seconds (default: three
+        periods, at least 10 s).
+
+        ``source``: ``"poll"`` polls ``GET /sapi/v1/portfolio/account`` every ``every``
+        seconds. ``"stream"`` takes the numbers the user data stream pushes every
+        ``stream_period`` seconds (Binance's 5), each as a snapshot: the first snapshot and
+        a reconciliation every ``reconcile_every`` seconds come from REST (the stream
+        carries no account status or type), the rest cost no weight. ``"auto"`` (the
+        default) is ``"stream"`` when the client knows a stream URL, polling at every tick
+        of ``every`` while the stream is down or silent for two periods, and ``"poll"``
+        otherwise. ``stream_options`` go to :meth:`user_stream`.
+
+        The poll: polls run at ``start + k * every`` on the event loop's clock, one at a
+        time, at HIGH rate-limit priority; ticks a slow poll overran are skipped.
 
         Polls run at ``start + k * every`` on the event loop's clock, one at a time, at
         HIGH rate-limit priority; ticks a slow poll overran are skipped, not caught up.
@@ -514,6 +537,38 @@ class WatchMixin:
         call_timeout = (
             stale_after if self.call_timeout is None else min(self.call_timeout, stale_after)
         )
+        if source not in ("auto", "stream", "poll"):
+            raise ConfigurationError(f"source must be 'auto', 'stream' or 'poll', not {source!r}")
+        if source == "stream" and self.stream_url is None:
+            raise ConfigurationError(
+                "source='stream' needs a stream URL: pass stream_url= to the client"
+            )
+        if source != "poll" and self.stream_url is not None:
+            from ._watch_stream import watch_pushed
+
+            for name, value in (
+                ("stream_period", stream_period),
+                ("reconcile_every", reconcile_every),
+            ):
+                if not (math.isfinite(value) and value > 0):
+                    raise ConfigurationError(f"{name} must be a positive number of seconds")
+            client: PortfolioMarginProClient = self  # type: ignore[assignment]
+            async with aclosing(
+                watch_pushed(
+                    client,
+                    every=every,
+                    stale_after=stale_after,
+                    fallback=source == "auto",
+                    stream_period=stream_period,
+                    reconcile_every=reconcile_every,
+                    max_wait=max_wait,
+                    call_timeout=call_timeout,
+                    stream_options=stream_options or {},
+                )
+            ) as pushed:
+                async for pushed_item in pushed:
+                    yield pushed_item
+            return
         start = anyio.current_time()
         tick = 0
         last_fresh = start

@@ -77,6 +77,7 @@ DEFAULT_LIMITS: Mapping[Budget, int] = {
     Budget.SAPI_UID: 180_000,
     Budget.SAPI_IP: 12_000,
     Budget.API_IP: 6_000,
+    Budget.FAPI_IP: 2_400,
 }
 """Binance's documented weight per minute for each budget kind."""
 
@@ -1042,8 +1043,9 @@ class RateLimiter:
 
     Options (all per limiter; every budget of a kind gets the same limit):
 
-    - ``uid_limit``, ``ip_limit``, ``api_limit``: weight per window of the UID, ``/sapi`` IP
-      and ``/api`` IP budgets (defaults: Binance's 180,000 / 12,000 / 6,000 per minute);
+    - ``uid_limit``, ``ip_limit``, ``api_limit``, ``fapi_limit``: weight per window of the
+      UID, ``/sapi`` IP, ``/api`` IP and futures (``/fapi``) IP budgets (defaults: Binance's
+      180,000 / 12,000 / 6,000 / 2,400 per minute);
     - ``window``: seconds per window (60; other values are for tests);
     - ``headroom``: share of the limit never used, at least 0.01;
     - ``burst``: share of the effective limit that may go out at once (default 0.005);
@@ -1064,6 +1066,7 @@ class RateLimiter:
         uid_limit: int = DEFAULT_LIMITS[Budget.SAPI_UID],
         ip_limit: int = DEFAULT_LIMITS[Budget.SAPI_IP],
         api_limit: int = DEFAULT_LIMITS[Budget.API_IP],
+        fapi_limit: int = DEFAULT_LIMITS[Budget.FAPI_IP],
         window: float = 60.0,
         headroom: float = 0.01,
         burst: float = 0.005,
@@ -1075,6 +1078,7 @@ class RateLimiter:
             Budget.SAPI_UID: uid_limit,
             Budget.SAPI_IP: ip_limit,
             Budget.API_IP: api_limit,
+            Budget.FAPI_IP: fapi_limit,
         }
         for kind, limit in self.limits.items():
             if limit <= 0:

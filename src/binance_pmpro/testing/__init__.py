@@ -21,11 +21,19 @@ With pytest, the ``fake_exchange`` and ``fake_client`` fixtures do the wiring (t
 is registered on install). ``async with fake.serve() as server:`` serves the same exchange
 over real HTTP on 127.0.0.1 for other processes and languages. A :class:`Scenario` scripts
 the account over time (``uniMMR`` sliding, status changes) for testing a risk watcher.
+
+The Portfolio Margin Pro user data stream is played too: the listen key calls
+(``/fapi/v1/listenKey``) and a WebSocket stream at ``<stream_url>/ws/<listenKey>`` that sends
+``PM_PRO_ACCOUNT_UPDATE`` every ``stream_period`` seconds from the same account state,
+``riskLevelChange``, pings and Binance's connection rules, with faults on demand
+(:class:`StreamFault`). :meth:`FakeExchange.ws_connector` opens it in-process;
+``server.stream_url`` serves it over loopback.
 """
 
 from ._exchange import (
     DEFAULT_ACCOUNT,
     FAKE_BASE_URL,
+    FAKE_STREAM_URL,
     ExchangeError,
     FakeExchange,
     FakeRequest,
@@ -41,26 +49,35 @@ from ._faults import FaultKind, FaultRule
 from ._portfolio import InterestRow, PortfolioState, RepayRow
 from ._scenario import Scenario
 from ._server import FakeServer
+from ._stream import ListenKeyRecord, StreamConnection, StreamFault, StreamFaultRule
 from ._transport import FakeTransport
+from ._ws import FakeWebSocket, FakeWebSocketConnector
 
 __all__ = [
     "DEFAULT_ACCOUNT",
     "FAKE_BASE_URL",
+    "FAKE_STREAM_URL",
     "ExchangeError",
     "FakeExchange",
     "FakeRequest",
     "FakeServer",
     "FakeTransport",
+    "FakeWebSocket",
+    "FakeWebSocketConnector",
     "FaultKind",
     "FaultRule",
     "Handler",
     "InterestRow",
+    "ListenKeyRecord",
     "PortfolioState",
     "RepayRow",
     "Reply",
     "ReplyAction",
     "RequestRecord",
     "Scenario",
+    "StreamConnection",
+    "StreamFault",
+    "StreamFaultRule",
     "WeightKey",
     "WindowUsage",
     "register_handler",

@@ -57,9 +57,19 @@ from ..endpoints import (
     Endpoint,
     Param,
     ParamType,
+    Security,
 )
 from ..models import AccountInfo
 from ._faults import FaultKind, FaultPlan, FaultRule
+from ._stream import (
+    LISTEN_KEY_PATH,
+    ListenKeyRecord,
+    StreamConnection,
+    StreamFault,
+    StreamFaultRule,
+    StreamHub,
+    fault_options,
+)
 
 if TYPE_CHECKING:
     import contextlib
@@ -67,11 +77,14 @@ if TYPE_CHECKING:
     import httpx
 
     from ._portfolio import PortfolioState
+    from ._scenario import Scenario
     from ._server import FakeServer
+    from ._ws import FakeWebSocketConnector
 
 __all__ = [
     "DEFAULT_ACCOUNT",
     "FAKE_BASE_URL",
+    "FAKE_STREAM_URL",
     "ExchangeError",
     "FakeExchange",
     "FakeRequest",
@@ -87,6 +100,10 @@ __all__ = [
 FAKE_BASE_URL = "https://fake-exchange.binance-pmpro.test"
 """Base URL for the in-process transport (never resolved: requests go to the fake directly).
 It is ``https://`` because the client refuses plain HTTP to anything but loopback."""
+
+FAKE_STREAM_URL = "wss://fake-stream.binance-pmpro.test/pm-classic"
+"""Stream URL for the in-process connector (:meth:`FakeExchange.ws_connector`); never
+resolved either."""
 
 DEFAULT_ACCOUNT: Mapping[str, str] = {
     "uniMMR": "5167.92171923",
@@ -318,12 +335,56 @@ def _account_info(exchange: FakeExchange, request: FakeRequest) -> Any:
         raise ExchangeError(
             400, -21001, "invalid request: request ID is not a Portfolio Margin Account"
         )
-    return dict(exchange.account_state(request.account))
+    return exchange.account_fields(request.account, now_ms=request.server_time_ms)
 
 
 @register_handler("server_time")
 def _server_time(exchange: FakeExchange, request: FakeRequest) -> Any:
     return {"serverTime": request.server_time_ms}
+
+
+# The listen key calls live on the USDⓈ-M futures host. The fake routes them itself, ahead of
+# the SDK's endpoint table, so what it serves does not depend on how the client names them.
+_LISTEN_KEY_ENDPOINTS: Mapping[tuple[str, str], Endpoint] = {
+    (method, LISTEN_KEY_PATH): Endpoint(
+        name=name,
+        method=method,
+        path=LISTEN_KEY_PATH,
+        security=Security.USER_STREAM,
+        budget=Budget.FAPI_IP,
+        weight=1,
+        response=dict,
+    )
+    for method, name in (
+        ("POST", "fake_listen_key_create"),
+        ("PUT", "fake_listen_key_keep_alive"),
+        ("DELETE", "fake_listen_key_close"),
+    )
+}
+_NO_LISTEN_KEY = "This listenKey does not exist."
+
+
+@register_handler("fake_listen_key_create")
+def _listen_key_create(exchange: FakeExchange, request: FakeRequest) -> Any:
+    assert request.account is not None  # USER_STREAM: the key was checked
+    return {"listenKey": exchange._stream.create(request.account, request.server_time_ms)}
+
+
+@register_handler("fake_listen_key_keep_alive")
+def _listen_key_keep_alive(exchange: FakeExchange, request: FakeRequest) -> Any:
+    assert request.account is not None
+    value = exchange._stream.keep_alive(request.account, request.server_time_ms)
+    if value is None:
+        raise ExchangeError(400, -1125, _NO_LISTEN_KEY)
+    return {"listenKey": value}
+
+
+@register_handler("fake_listen_key_close")
+def _listen_key_close(exchange: FakeExchange, request: FakeRequest) -> Any:
+    assert request.account is not None
+    if not exchange._stream.close(request.account, request.server_time_ms):
+        raise ExchangeError(400, -1125, _NO_LISTEN_KEY)
+    return {}
 
 
 # --- keys ------------------------------------------------------------------------------
@@ -510,6 +571,28 @@ class FakeExchange:
     - ``window_ms``: length of the counting window (Binance: one minute). Shorter windows
       let real-time tests see several windows quickly; limits then apply per window and the
       headers keep their ``-1M`` names.
+    - ``fapi_limit``: weight per minute of the futures host's IP budget, which the listen
+      key calls draw on (Binance: 2,400).
+
+    The user data stream (``/fapi/v1/listenKey`` and ``<stream_url>/ws/<listenKey>``):
+
+    - ``stream_period``: seconds between ``PM_PRO_ACCOUNT_UPDATE`` events (Binance: 5).
+    - ``ping_interval``: seconds between the server's pings (Binance: 180);
+      ``pong_timeout``: the connection is dropped when no pong came this long after a
+      ping (Binance: 600).
+    - ``max_connection_lifetime``: seconds after which a connection is closed (Binance: 24 h).
+    - ``listen_key_validity``: seconds a listen key lives after its creation or last
+      keep-alive (Binance: 60 minutes).
+    - ``stream_message_limit``: incoming frames per second a connection may send before it
+      is closed (Binance's documented 5 for Portfolio Margin Pro); None: no limit.
+    - ``risk_levels``: what ``riskLevelChange`` follows: ``"status"`` (default), the
+      account's ``accountStatus``, as REST reports it; ``"tiers"``, the worse of that and the
+      uniMMR tier of Binance's risk table (for tests that slide only uniMMR).
+    - ``risk_check_interval``: how often (seconds) an open connection looks at the account's
+      risk level for ``riskLevelChange`` (default: the smaller of 1 s and ``stream_period``);
+      changes made with :meth:`set_account` are seen at once.
+
+    All of them are attributes too; changes apply to connections opened afterwards.
 
     Not thread-safe: use it from one event loop thread.
     """
@@ -529,12 +612,41 @@ class FakeExchange:
         ban_seconds: float = 120.0,
         window_ms: int = MINUTE_MS,
         max_records: int = 100_000,
+        fapi_limit: int = 2_400,
+        stream_period: float = 5.0,
+        ping_interval: float = 180.0,
+        pong_timeout: float = 600.0,
+        max_connection_lifetime: float = 24 * 3600.0,
+        listen_key_validity: float = 3600.0,
+        stream_message_limit: int | None = 5,
+        risk_levels: str = "status",
+        risk_check_interval: float | None = None,
     ) -> None:
         if isinstance(window_ms, bool) or not isinstance(window_ms, int) or window_ms <= 0:
             raise ValueError(f"window_ms must be a positive int, not {window_ms!r}")
         self.uid_limit = uid_limit
         self.ip_limit = ip_limit
         self.api_limit = api_limit
+        self.fapi_limit = fapi_limit
+        for name, seconds in (
+            ("stream_period", stream_period),
+            ("ping_interval", ping_interval),
+            ("pong_timeout", pong_timeout),
+            ("max_connection_lifetime", max_connection_lifetime),
+            ("listen_key_validity", listen_key_validity),
+        ):
+            if isinstance(seconds, bool) or not seconds > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, not {seconds!r}")
+        self.stream_period = stream_period
+        self.ping_interval = ping_interval
+        self.pong_timeout = pong_timeout
+        self.max_connection_lifetime = max_connection_lifetime
+        self.listen_key_validity = listen_key_validity
+        self.stream_message_limit = stream_message_limit
+        if risk_levels not in ("status", "tiers"):
+            raise ValueError(f"risk_levels must be 'status' or 'tiers', not {risk_levels!r}")
+        self.risk_levels = risk_levels
+        self._risk_check_interval = risk_check_interval
         self.clock_offset_ms = clock_offset_ms
         """Added to the server clock (ms); change it at any time to skew the exchange."""
         self._clock = clock
@@ -555,6 +667,8 @@ class FakeExchange:
         self._ips: dict[str, _IpState] = {}
         self._faults = FaultPlan(seed)
         self._handlers: dict[str, _HandlerSpec] = dict(_HANDLERS)
+        self._stream = StreamHub(self)
+        self._scenario: tuple[str, Scenario, float] | None = None
         self.demo_api_key = _random_token(64)
         """A pre-registered HMAC API key of account ``"main"`` (new for every instance)."""
         self.demo_api_secret = _random_token(64)
@@ -616,6 +730,22 @@ class FakeExchange:
             state = self._accounts[account] = dict(DEFAULT_ACCOUNT)
         return state
 
+    def account_fields(
+        self, account: str = "main", *, now_ms: float | None = None
+    ) -> dict[str, Any]:
+        """A copy of the wire fields of ``account`` as they stand at ``now_ms`` (default now),
+        an installed :class:`~binance_pmpro.testing.Scenario` applied: what
+        ``GET /sapi/v1/portfolio/account`` answers and the user data stream sends."""
+        if self._scenario is not None and self._scenario[0] == account:
+            _, scenario, start = self._scenario
+            now = self.now_ms() if now_ms is None else now_ms
+            self._set_fields(account, scenario.fields_at(max(0.0, (now - start) / 1000)))
+        return dict(self.account_state(account))
+
+    def _install_scenario(self, account: str, scenario: Scenario, start_ms: float) -> None:
+        self._scenario = (account, scenario, start_ms)
+        self.set_account(account, **scenario.fields_at(0.0))
+
     def set_account(self, account: str = "main", **fields: Any) -> None:
         """Set fields of ``account`` by their snake_case names (``uni_mmr=Decimal("1.2")``,
         ``account_status="MARGIN_CALL"``); Binance's own names work too.
@@ -624,6 +754,15 @@ class FakeExchange:
         ``str()`` (a string goes out verbatim, so malformed values can be tested); ``None``
         removes the field from the answer.
         """
+        self._set_fields(account, fields)
+        # Open stream connections see a change at once (riskLevelChange is immediate).
+        now = self.now_ms()
+        for session in list(self._stream.sessions):
+            if session.record.account == account:
+                session.check_risk(now)
+                session.poke()
+
+    def _set_fields(self, account: str, fields: Mapping[str, Any]) -> None:
         state = self.account_state(account)
         for name, value in fields.items():
             wire = _ACCOUNT_WIRE_NAMES.get(name, name)
@@ -706,6 +845,8 @@ class FakeExchange:
             return self.uid_limit
         if budget is Budget.SAPI_IP:
             return self.ip_limit
+        if budget is Budget.FAPI_IP:
+            return self.fapi_limit
         return self.api_limit
 
     def weight_key(
@@ -720,6 +861,8 @@ class FakeExchange:
             return WeightKey(Budget.SAPI_UID, account or "", endpoint.path)
         if endpoint.budget is Budget.SAPI_IP:
             return WeightKey(Budget.SAPI_IP, ip, "" if self.ip_total else endpoint.path)
+        if endpoint.budget is Budget.FAPI_IP:
+            return WeightKey(Budget.FAPI_IP, ip, "")
         return WeightKey(Budget.API_IP, ip, "")
 
     def used_weight(
@@ -774,6 +917,82 @@ class FakeExchange:
     def clear_requests(self) -> None:
         """Empty :attr:`requests`."""
         self.requests.clear()
+
+    # --- the user data stream ---------------------------------------------------------------
+
+    @property
+    def risk_check_interval(self) -> float:
+        """Seconds between an open connection's looks at the risk level (see the class)."""
+        if self._risk_check_interval is not None:
+            return self._risk_check_interval
+        return min(1.0, self.stream_period)
+
+    @risk_check_interval.setter
+    def risk_check_interval(self, seconds: float | None) -> None:
+        self._risk_check_interval = seconds
+
+    @property
+    def listen_key_log(self) -> list[ListenKeyRecord]:
+        """Every listen key call answered and every forced expiry, oldest first: keys
+        created, reused, kept alive and closed, with the exchange's time of each."""
+        return list(self._stream.log)
+
+    def listen_key(self, account: str = "main") -> str | None:
+        """The live listen key of ``account``, or None (none created, expired or closed)."""
+        key = self._stream.live_key(account, self.now_ms())
+        return key.value if key is not None else None
+
+    def expire_listen_key(self, account: str = "main") -> bool:
+        """Make the live listen key of ``account`` expire now (as if nobody had kept it
+        alive): its connections send ``listenKeyExpired``. False when there was none."""
+        return self._stream.expire(account, self.now_ms())
+
+    @property
+    def stream_connections(self) -> list[StreamConnection]:
+        """Every stream connection accepted, oldest first, with its counters (events sent,
+        pings, pongs, incoming frames per second); updated while they run."""
+        return list(self._stream.connections)
+
+    @property
+    def rejected_handshakes(self) -> int:
+        """Stream handshakes refused (unknown, expired or closed listen key)."""
+        return self._stream.rejected_handshakes
+
+    def inject_stream(
+        self, kind: StreamFault | str, *, account: str | None = None, **options: Any
+    ) -> StreamFaultRule:
+        """Make the user data stream misbehave now (kinds and options: :class:`StreamFault`).
+
+        The fault hits every open connection (of ``account``, if given); when none is open
+        it waits for the next connection and hits it right after its handshake.
+        ``EXPIRE_LISTEN_KEY`` acts on the live keys instead, connected or not. Returns the
+        rule (``rule.hits`` counts the connections, or keys, it hit).
+        """
+        fault = StreamFault(kind)
+        return self._stream.inject(fault, account, fault_options(fault, options))
+
+    def clear_stream_faults(self) -> None:
+        """Forget stream faults still waiting for a connection."""
+        self._stream.pending.clear()
+
+    @property
+    def stream_url(self) -> str:
+        """The stream URL to give a client that uses :meth:`ws_connector` (in-process)."""
+        return FAKE_STREAM_URL
+
+    @property
+    def futures_base_url(self) -> str:
+        """The futures base URL for the in-process transport (the listen key calls): the
+        same fake host as :attr:`base_url`."""
+        return FAKE_BASE_URL
+
+    def ws_connector(self, *, client_ip: str = "127.0.0.1") -> FakeWebSocketConnector:
+        """A WebSocket connector (``stream_connector=`` of the client) that opens stream
+        connections to this exchange in-process: no sockets, so virtual clocks work when
+        the exchange's ``clock`` follows the event loop's."""
+        from ._ws import FakeWebSocketConnector
+
+        return FakeWebSocketConnector(self, client_ip=client_ip)
 
     # --- the shells ----------------------------------------------------------------------
 
@@ -890,7 +1109,7 @@ class FakeExchange:
         client_ip: str,
         now: int,
     ) -> _Answer:
-        endpoint = ENDPOINTS.get((method, path))
+        endpoint = _LISTEN_KEY_ENDPOINTS.get((method, path)) or ENDPOINTS.get((method, path))
         if endpoint is None:
             if (method, path) in REMOVED_ENDPOINTS:
                 return _error(400, -21015, "This endpoint has been deprecated and removed.")
@@ -1159,7 +1378,7 @@ def _param_problem(param: Param, raw: str | None) -> _Answer | None:
 
 
 def _endpoint_for_path(path: str) -> Endpoint:
-    for endpoint in ENDPOINTS.values():
+    for endpoint in (*_LISTEN_KEY_ENDPOINTS.values(), *ENDPOINTS.values()):
         if endpoint.path == path:
             return endpoint
     raise KeyError(f"no endpoint with path {path!r} in the endpoint table")

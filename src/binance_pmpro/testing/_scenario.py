@@ -2,9 +2,10 @@
 
 A :class:`Scenario` is a timeline of account fields, in seconds from its start; once
 installed on a :class:`~binance_pmpro.testing.FakeExchange` every
-``GET /sapi/v1/portfolio/account`` answer shows the fields as they stand at that moment of
-the exchange's clock. Give the exchange a virtual clock (``clock=lambda:
-anyio.current_time() * 1000``) and a scenario of minutes runs in a test in no real time.
+``GET /sapi/v1/portfolio/account`` answer, and every event of its user data stream, shows
+the fields as they stand at that moment of the exchange's clock. Give the exchange a virtual
+clock (``clock=lambda: anyio.current_time() * 1000``) and a scenario of minutes runs in a
+test in no real time.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._exchange import FakeExchange, FakeRequest
+    from ._exchange import FakeExchange
 
 __all__ = ["Scenario", "demo_scenario"]
 
@@ -96,21 +97,11 @@ class Scenario:
         self, fake: FakeExchange, *, account: str = "main", start_ms: float | None = None
     ) -> None:
         """Drive ``account`` of ``fake`` by this scenario from ``start_ms`` (the exchange's
-        clock, ms; default now): each account answer first applies the fields of its
-        moment. Installing again replaces the previous scenario of the exchange."""
-        from ._exchange import _HANDLERS
-
+        clock, ms; default now): each account answer, and each user data stream event,
+        shows the fields of its moment. Installing again replaces the previous scenario of
+        the exchange."""
         start = fake.now_ms() if start_ms is None else start_ms
-        default = _HANDLERS["account_info"].function
-        fake.set_account(account, **self.fields_at(0.0))
-
-        def handler(exchange: FakeExchange, request: FakeRequest) -> Any:
-            if request.account == account:
-                elapsed = max(0.0, (request.server_time_ms - start) / 1000)
-                exchange.set_account(account, **self.fields_at(elapsed))
-            return default(exchange, request)
-
-        fake.set_handler("account_info", handler)
+        fake._install_scenario(account, self, start)
 
 
 def demo_scenario(period: float) -> Scenario:

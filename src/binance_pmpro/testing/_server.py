@@ -4,6 +4,11 @@ anyio's TCP listener accepts connections, h11 parses them (keep-alive, pipelinin
 ``Connection: close`` honoured), and every complete request goes through
 ``FakeExchange.handle`` exactly as in-process. Faults become socket behaviour: a dropped
 connection is closed without an answer, a reset sends part of the body then an RST.
+
+A WebSocket upgrade to ``/pm-classic/ws/<listenKey>`` switches the connection to wsproto and
+runs the user data stream's session on it (the same state machine as the in-process
+connector): its text frames, pings and close frames go out as WebSocket frames, a dropped
+connection is a TCP close without a close frame.
 """
 
 from __future__ import annotations
@@ -19,8 +24,14 @@ from typing import TYPE_CHECKING
 import anyio
 import h11
 from anyio.abc import SocketAttribute, SocketStream
+from wsproto.connection import Connection as WSConnection
+from wsproto.connection import ConnectionState, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.events import Ping as WSPing
+from wsproto.utilities import generate_accept_token
 
 from ._exchange import Reply, ReplyAction
+from ._stream import OutClose, OutDrop, OutPing, OutText, Rejected, StreamSession
 
 if TYPE_CHECKING:
     from ._exchange import FakeExchange
@@ -43,9 +54,16 @@ class FakeServer:
 
     @property
     def base_url(self) -> str:
-        """``http://host:port``, the base URL to give a client."""
+        """``http://host:port``, the base URL to give a client (the futures base URL too:
+        the listen key calls are served on the same port)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def stream_url(self) -> str:
+        """``ws://host:port/pm-classic``, the user data stream URL to give a client."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.port}/pm-classic"
 
 
 @contextlib.asynccontextmanager
@@ -97,6 +115,9 @@ async def _serve_connection(exchange: FakeExchange, stream: SocketStream) -> Non
             if request is None:
                 return
             method, target, headers, body = request
+            if method == "GET" and _is_websocket_upgrade(headers):
+                await _serve_websocket(exchange, connection, stream, target, headers, client_ip)
+                return
             try:
                 reply = exchange.handle(method, target, headers, body, client_ip=client_ip)
             except Exception:
@@ -203,3 +224,194 @@ async def _send_bad_request(
         rest = connection.send(h11.Data(data=body))
         end = connection.send(h11.EndOfMessage())
         await stream.send((head or b"") + (rest or b"") + (end or b""))
+
+
+# --- the user data stream over WebSocket -------------------------------------------------
+
+
+def _is_websocket_upgrade(headers: list[tuple[str, str]]) -> bool:
+    for name, value in headers:
+        if name.lower() == "upgrade" and value.strip().lower() == "websocket":
+            return True
+    return False
+
+
+async def _refuse(
+    connection: h11.Connection, stream: SocketStream, status: int, body: bytes
+) -> None:
+    with contextlib.suppress(h11.LocalProtocolError, anyio.BrokenResourceError, OSError):
+        head = connection.send(
+            h11.Response(
+                status_code=status,
+                headers=[
+                    (b"Content-Type", b"application/json"),
+                    (b"Content-Length", str(len(body)).encode()),
+                    (b"Connection", b"close"),
+                ],
+            )
+        )
+        rest = connection.send(h11.Data(data=body))
+        end = connection.send(h11.EndOfMessage())
+        await stream.send((head or b"") + (rest or b"") + (end or b""))
+
+
+async def _serve_websocket(
+    exchange: FakeExchange,
+    connection: h11.Connection,
+    stream: SocketStream,
+    target: str,
+    headers: list[tuple[str, str]],
+    client_ip: str,
+) -> None:
+    """Accept (or refuse) a stream handshake, then run its session until it ends."""
+    ws_key = next((v for k, v in headers if k.lower() == "sec-websocket-key"), None)
+    if ws_key is None:
+        await _refuse(connection, stream, 400, b'{"code":-1000,"msg":"Bad WebSocket handshake."}')
+        return
+    try:
+        session = exchange._stream.open(target.split("?")[0], client_ip, exchange.now_ms())
+    except Rejected as exc:
+        await _refuse(connection, stream, exc.status, exc.body)
+        return
+    try:
+        head = connection.send(
+            h11.InformationalResponse(
+                status_code=101,
+                headers=[
+                    (b"Upgrade", b"websocket"),
+                    (b"Connection", b"Upgrade"),
+                    (b"Sec-WebSocket-Accept", generate_accept_token(ws_key.encode())),
+                ],
+            )
+        )
+        await stream.send(head or b"")
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        session.on_client_gone(exchange.now_ms())
+        return
+    trailing, _ = connection.trailing_data
+    await _StreamShell(exchange, session, stream, WSConnection(ConnectionType.SERVER)).run(
+        bytes(trailing)
+    )
+
+
+class _StreamShell:
+    """Drives one StreamSession over a WebSocket connection."""
+
+    def __init__(
+        self,
+        exchange: FakeExchange,
+        session: StreamSession,
+        stream: SocketStream,
+        ws: WSConnection,
+    ) -> None:
+        self.exchange = exchange
+        self.session = session
+        self.stream = stream
+        self.ws = ws
+        self.send_lock = anyio.Lock()
+        self.event = anyio.Event()
+        self.client_done = anyio.Event()
+        session.set_waker(self._wake)
+
+    def _wake(self) -> None:
+        self.event.set()
+
+    async def run(self, trailing: bytes) -> None:
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._reader, trailing)
+                await self._writer()
+                group.cancel_scope.cancel()
+        except BaseException:
+            # The server is shutting down (cancelled) or failed: the record says so.
+            self.session.end("server_stopped", self.exchange.now_ms())
+            raise
+        finally:
+            self.session.set_waker(None)
+            self.session.on_client_gone(self.exchange.now_ms())
+
+    async def _send(self, data: bytes) -> None:
+        async with self.send_lock:
+            await self.stream.send(data)
+
+    async def _writer(self) -> None:
+        session = self.session
+        while True:
+            session.tick(self.exchange.now_ms())
+            while session.outbox:
+                frame = session.outbox.popleft()
+                try:
+                    if isinstance(frame, OutText):
+                        await self._send(self.ws.send(TextMessage(data=frame.text)))
+                    elif isinstance(frame, OutPing):
+                        await self._send(self.ws.send(WSPing(payload=frame.payload)))
+                    elif isinstance(frame, OutClose):
+                        await self._close(frame.code, frame.reason)
+                        return
+                    elif isinstance(frame, OutDrop):
+                        return  # the stream is closed on the way out, without a close frame
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    session.on_client_gone(self.exchange.now_ms())
+                    return
+            if session.closed or self.client_done.is_set():
+                return
+            deadline = session.deadline_ms()
+            assert deadline is not None
+            wait = max(deadline - self.exchange.now_ms(), 1) / 1000
+            with anyio.move_on_after(wait):
+                await self.event.wait()
+            self.event = anyio.Event()
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self.ws.state is ConnectionState.OPEN:
+            await self._send(self.ws.send(CloseConnection(code=code, reason=reason)))
+        # Give the client a moment to answer the close frame, then hang up anyway.
+        with anyio.move_on_after(2.0):
+            await self.client_done.wait()
+
+    async def _reader(self, trailing: bytes) -> None:
+        session = self.session
+        if trailing:
+            self.ws.receive_data(trailing)
+            await self._handle_events()
+        while not self.client_done.is_set():
+            try:
+                data = await self.stream.receive(_RECEIVE)
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                data = b""
+            except OSError:
+                data = b""
+            if not data:
+                session.on_client_gone(self.exchange.now_ms())
+                self.client_done.set()
+                self._wake()
+                return
+            try:
+                self.ws.receive_data(data)
+            except Exception:  # a protocol error from the client: hang up like a server would
+                session.on_client_gone(self.exchange.now_ms())
+                self.client_done.set()
+                self._wake()
+                return
+            await self._handle_events()
+
+    async def _handle_events(self) -> None:
+        session = self.session
+        for event in self.ws.events():
+            now = self.exchange.now_ms()
+            if isinstance(event, Pong):
+                session.on_pong(bytes(event.payload), now)
+            elif isinstance(event, Ping):
+                session.on_message(now)
+                with contextlib.suppress(anyio.BrokenResourceError, OSError):
+                    await self._send(self.ws.send(event.response()))
+            elif isinstance(event, (TextMessage, BytesMessage)):
+                if event.message_finished:
+                    session.on_message(now)
+            elif isinstance(event, CloseConnection):
+                session.on_client_close(event.code, now)
+                if self.ws.state is not ConnectionState.CLOSED:
+                    with contextlib.suppress(anyio.BrokenResourceError, OSError):
+                        await self._send(self.ws.send(event.response()))
+                self.client_done.set()
+            self._wake()

@@ -4,8 +4,11 @@ Fixtures:
 
 - ``fake_exchange``: a fresh :class:`~binance_pmpro.testing.FakeExchange` per test.
 - ``fake_client``: a :class:`~binance_pmpro.PortfolioMarginProClient` bound in-process to
-  ``fake_exchange`` with its demo HMAC key, closed after the test. It is an async fixture:
-  use it from ``@pytest.mark.anyio`` tests (asyncio or trio, as ``anyio_backend`` says).
+  ``fake_exchange`` with its demo HMAC key, closed after the test: REST through
+  ``fake_exchange.http_client()``, the user data stream through
+  ``fake_exchange.ws_connector()`` (so ``client.user_stream()`` works with no sockets). It
+  is an async fixture: use it from ``@pytest.mark.anyio`` tests (asyncio or trio, as
+  ``anyio_backend`` says).
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ async def fake_client(fake_exchange: FakeExchange) -> AsyncIterator[PortfolioMar
         api_key=fake_exchange.demo_api_key,
         api_secret=fake_exchange.demo_api_secret,
         base_url=fake_exchange.base_url,
+        futures_base_url=fake_exchange.futures_base_url,
+        stream_url=fake_exchange.stream_url,
+        stream_connector=fake_exchange.ws_connector(),
         http_client=http_client,
     )
     try:
