@@ -214,7 +214,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     lines = [
         "# Rate limiter through Redis: one permit cycle",
         "",
-        f"Python {platform.python_version()}, {platform.machine()}, redis-server on loopback; "
+        f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs "
+        f"(load average {os.getloadavg()[0]:.1f} at the start), redis-server on loopback; "
         f"{args.n} cycles per row, {args.tasks} tasks in the concurrent columns. µs per cycle "
         "(acquire + mark_sent + observe + exit).",
         "",

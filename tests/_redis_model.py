@@ -324,19 +324,26 @@ def refund(st: Store, keys: list[str], argv: list[Any], now: int) -> int:
 
 
 def complete(st: Store, keys: list[str], argv: list[Any], now: int) -> int:
-    w, keep, used, snap = (int(x) for x in argv)
-    if keep > 0:
-        for i, win in enumerate(keys, 1):
-            if i != keep and st.exists(win):
-                st.hincrby(win, "charged", -w)
-        if used >= 0 and st.exists(keys[keep - 1]):
-            st.hincrby(keys[keep - 1], "done", w)
+    args = [int(x) for x in argv]
+    pos = 1
+    for _ in range(args[0]):
+        w, keep, used, snap, n = args[pos : pos + 5]
+        charged_to = [keys[i - 1] for i in args[pos + 5 : pos + 5 + n]]
+        pos += 5 + n
+        if keep <= 0:
+            continue
+        win = keys[keep - 1]
+        for key in charged_to:
+            if key != win and st.exists(key):
+                st.hincrby(key, "charged", -w)
+        if used >= 0 and st.exists(win):
+            st.hincrby(win, "done", w)
             excess = used - snap - w
-            if excess > (_num(st.hget(keys[keep - 1], "excess")) or 0):
-                st.hset(keys[keep - 1], "excess", excess)
-            foreign = used - (_num(st.hget(keys[keep - 1], "charged")) or 0)
-            if foreign > (_num(st.hget(keys[keep - 1], "foreign")) or 0):
-                st.hset(keys[keep - 1], "foreign", foreign)
+            if excess > (_num(st.hget(win, "excess")) or 0):
+                st.hset(win, "excess", excess)
+            foreign = used - (_num(st.hget(win, "charged")) or 0)
+            if foreign > (_num(st.hget(win, "foreign")) or 0):
+                st.hset(win, "foreign", foreign)
     return 1
 
 

@@ -157,12 +157,26 @@ class Harness:
             weight, seq, slot, wins, _ = self.grants.pop(rng.randrange(len(self.grants)))
             await self.run("refund", [S, LOG, B, *wins], [weight, seq, slot, SPAN_US, DEN])
         elif op == "complete" and self.grants:
-            weight, _, _, wins, snaps = self.grants.pop(rng.randrange(len(self.grants)))
-            if wins:
+            # One to three responses in one call, their windows listed in a shuffled union.
+            union: list[str] = []
+            args: list[int] = [0]
+            for _ in range(rng.randint(1, 3)):
+                if not self.grants:
+                    break
+                weight, _, _, wins, snaps = self.grants.pop(rng.randrange(len(self.grants)))
+                if not wins:
+                    continue
+                for key in rng.sample(wins, len(wins)):
+                    if key not in union:
+                        union.append(key)
+                index = [union.index(key) + 1 for key in wins]
                 keep = rng.randrange(len(wins) + 1)
                 used = rng.choice([-1, rng.randrange(0, 700), rng.randrange(0, 120)])
                 snap = snaps[keep - 1] if keep else 0
-                await self.run("complete", wins, [weight, keep, used, snap])
+                args += [weight, index[keep - 1] if keep else 0, used, snap, len(index), *index]
+                args[0] += 1
+            if union:
+                await self.run("complete", union, args)
         elif op == "penalty":
             wins = self.windows()[:1]
             # Pauses end in model time, never in real time during the test (Redis would

@@ -271,33 +271,42 @@ return 1
 """
 )
 
-# KEYS: the window hashes the grant was charged to; ARGV: 1 weight, 2 index of the window
-# the response proved it landed in (0: not known), 3 used-weight header (-1: none),
-# 4 the window's ``done`` when granted.
+# Responses, several in one call (all of one budget). KEYS: the window hashes they were
+# charged to; ARGV: 1 how many, then per response: weight, the KEYS index of the window it
+# is proved to have landed in (0: not known), the used-weight header (-1: none), that
+# window's ``done`` when granted, how many windows it was charged to, their KEYS indexes.
 # The max rule: whatever the server counted beyond the weight it surely includes of ours
 # (answers received before the grant, and this request) is others' weight or ours in flight.
 COMPLETE = """
-local w = tonumber(ARGV[1])
-local keep = tonumber(ARGV[2])
-if keep > 0 then
-  for i = 1, #KEYS do
-    if i ~= keep and redis.call('EXISTS', KEYS[i]) == 1 then
-      redis.call('HINCRBY', KEYS[i], 'charged', -w)
+local pos = 2
+for _ = 1, tonumber(ARGV[1]) do
+  local w = tonumber(ARGV[pos])
+  local keep = tonumber(ARGV[pos + 1])
+  local used = tonumber(ARGV[pos + 2])
+  local snap = tonumber(ARGV[pos + 3])
+  local n = tonumber(ARGV[pos + 4])
+  if keep > 0 then
+    for j = 1, n do
+      local k = KEYS[tonumber(ARGV[pos + 4 + j])]
+      if k ~= KEYS[keep] and redis.call('EXISTS', k) == 1 then
+        redis.call('HINCRBY', k, 'charged', -w)
+      end
+    end
+    local win = KEYS[keep]
+    if used >= 0 and redis.call('EXISTS', win) == 1 then
+      redis.call('HINCRBY', win, 'done', w)
+      local excess = used - snap - w
+      if excess > (tonumber(redis.call('HGET', win, 'excess')) or 0) then
+        redis.call('HSET', win, 'excess', excess)
+      end
+      -- Surely others' (all of the fleet's charge could be in the count): the forecast.
+      local foreign = used - (tonumber(redis.call('HGET', win, 'charged')) or 0)
+      if foreign > (tonumber(redis.call('HGET', win, 'foreign')) or 0) then
+        redis.call('HSET', win, 'foreign', foreign)
+      end
     end
   end
-  local used = tonumber(ARGV[3])
-  if used >= 0 and redis.call('EXISTS', KEYS[keep]) == 1 then
-    redis.call('HINCRBY', KEYS[keep], 'done', w)
-    local excess = used - tonumber(ARGV[4]) - w
-    if excess > (tonumber(redis.call('HGET', KEYS[keep], 'excess')) or 0) then
-      redis.call('HSET', KEYS[keep], 'excess', excess)
-    end
-    -- Surely others' (all of the fleet's charge could be in the count): the forecast.
-    local foreign = used - (tonumber(redis.call('HGET', KEYS[keep], 'charged')) or 0)
-    if foreign > (tonumber(redis.call('HGET', KEYS[keep], 'foreign')) or 0) then
-      redis.call('HSET', KEYS[keep], 'foreign', foreign)
-    end
-  end
+  pos = pos + 5 + n
 end
 return 1
 """

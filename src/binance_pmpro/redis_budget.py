@@ -80,7 +80,8 @@ _REDIS_ERRORS: tuple[type[BaseException], ...] = (
 # A waiter behind others re-checks at least this often (s): the queue ahead may move faster
 # than estimated (refunds, cancelled waiters in other processes).
 _MAX_POLL = 0.25
-_MAX_BACKGROUND = 256  # response reports in flight before callers wait for their own
+_REPORTS_PER_CALL = 128  # responses written to Redis in one script call
+_REPORT_DELAY = 0.005  # s: responses gathered before they are written
 _MIN_POLL = 0.002
 
 
@@ -222,8 +223,10 @@ class RedisPermit:
     :class:`~binance_pmpro.ratelimit.Permit`).
 
     ``mark_sent``, ``refund`` and ``observe`` are synchronous and only record; the Redis
-    side (refund, the server's count, a 429 pause or 418 ban) is written when the permit's
-    ``async with`` ends, so use it as a context manager around the exchange.
+    side (a refund, a 429 pause or 418 ban) is written when the permit's ``async with``
+    ends, so use it as a context manager around the exchange. The server's count follows a
+    few milliseconds later, in one script call with other responses (until then the weight
+    stays charged to every window it may have landed in: the safe side).
     """
 
     __slots__ = (
@@ -440,7 +443,8 @@ class RedisRateLimiter:
         self._bans: dict[str, int] = {}  # IP group -> local ns the ban ends
         self._offset: _Offset | None = None
         self._deferred: list[RedisPermit] = []
-        self._background = 0
+        self._reports: list[tuple[_RBudget, list[str], tuple[int, int, int, int]]] = []
+        self._flushing = False
         self._fallback: _Fallback | None = None
         self._down_since: int | None = None
         self._back_at: int | None = None
@@ -935,29 +939,51 @@ class RedisRateLimiter:
                     snap = permit.snaps[keep - 1] if keep else 0
                     value = used if used is not None and counted else -1
                     keys = [budget.window(k) for k in permit.windows]
-                    args = [permit.weight, keep, value, snap]
+                    # Off the caller's path, several in one call: until it lands, the
+                    # weight stays charged to every window it might have hit and the count
+                    # is read lower, both on the safe side.
+                    self._reports.append((budget, keys, (permit.weight, keep, value, snap)))
                     tg = self._tg
-                    if tg is not None and self._background < _MAX_BACKGROUND:
-                        # Off the caller's path: until it lands, the weight stays charged
-                        # to every window it might have hit and the count is read lower,
-                        # both on the safe side.
-                        self._background += 1
-                        tg.start_soon(self._complete_later, keys, args)
-                    else:
-                        await self._call(self._complete_script, keys, args)
+                    if tg is None:
+                        await self._flush_reports()
+                    elif not self._flushing:
+                        self._flushing = True
+                        tg.start_soon(self._flush_reports)
         except _Unavailable as exc:
             if self.strict:
                 return  # nothing to fall back to; the next acquire reports it
             self._went_down(exc)
 
-    async def _complete_later(self, keys: list[str], args: list[Any]) -> None:
+    async def _flush_reports(self) -> None:
+        """Send the responses waiting to be written, one script call per budget and batch."""
         try:
-            await self._call(self._complete_script, keys, args)
+            # A moment's delay gathers the responses of many calls into one script call.
+            await anyio.sleep(_REPORT_DELAY)
+            while self._reports:
+                batch, self._reports = self._reports, []
+                per_budget: dict[str, list[tuple[list[str], tuple[int, int, int, int]]]] = {}
+                for budget, keys, item in batch:
+                    per_budget.setdefault(budget.tag, []).append((keys, item))
+                for items in per_budget.values():
+                    for at in range(0, len(items), _REPORTS_PER_CALL):
+                        union: list[str] = []
+                        args: list[int] = [0]
+                        for keys, (weight, keep, used, snap) in items[at : at + _REPORTS_PER_CALL]:
+                            index = []
+                            for key in keys:
+                                if key not in union:
+                                    union.append(key)
+                                index.append(union.index(key) + 1)
+                            kept = index[keep - 1] if keep else 0
+                            args += [weight, kept, used, snap, len(index), *index]
+                            args[0] += 1
+                        await self._call(self._complete_script, union, args)
         except _Unavailable as exc:
+            self._reports.clear()  # their weight stays charged: safe, if pessimistic
             if not self.strict:
                 self._went_down(exc)
         finally:
-            self._background -= 1
+            self._flushing = False
 
     def _attribute(self, permit: RedisPermit, received: int) -> int:
         """1-based index of the one window the request can have landed in, else 0."""
@@ -1101,6 +1127,9 @@ class RedisRateLimiter:
             with anyio.move_on_after(self.timeout * 4):
                 for permit in deferred:
                     await self._finish(permit)
+                if self._reports and not self._flushing:
+                    self._flushing = True
+                    await self._flush_reports()
         self._stop.set()
         with anyio.move_on_after(5):
             await self._stopped.wait()
