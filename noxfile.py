@@ -57,9 +57,9 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks.bench_pure")
     if Path("benchmarks/bench_limiter.py").exists():
         session.run("python", "-m", "benchmarks.bench_limiter", "--out", "benchmarks/results")
+    session.run("python", "-m", "benchmarks.bench_stream")
     if shutil.which("redis-server"):
         session.run("python", "-m", "benchmarks.bench_redis", "--out", "benchmarks/results")
     else:
         session.warn("no redis-server on the PATH: benchmarks.bench_redis left out")
-    session.run("python", "-m", "benchmarks.bench_stream")
     session.run("python", "-m", "benchmarks.bench_clients", *session.posargs)
