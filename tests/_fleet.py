@@ -181,7 +181,10 @@ class FleetRun:
                 )
             lines.append(f"  {name}: " + "; ".join(parts))
             if report["errors"]:
-                first = ", ".join(f"{n} ({k}) at {t:.2f} s" for t, k, n in report["error_at"][:4])
+                first = ", ".join(
+                    f"{n} ({k}) at {t:.2f} s" + (f" retry_after {r:.2f} s" if r is not None else "")
+                    for t, k, n, r in report["error_at"][:4]
+                )
                 lines.append(f"    errors: {report['errors']}; first: {first}")
         return "\n".join(lines)
 

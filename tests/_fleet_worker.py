@@ -59,12 +59,13 @@ class Recorder:
         self.per_second: defaultdict[str, Counter[int]] = defaultdict(Counter)
         self.watch_starts: list[float] = []
         self.modes: list[tuple[float, str | None]] = []
-        self.error_at: list[tuple[float, str, str]] = []
+        self.error_at: list[tuple[float, str, str, float | None]] = []
 
-    def error(self, kind: str, name: str) -> None:
+    def error(self, kind: str, name: str, retry_after: float | None = None) -> None:
         self.errors[kind][name] += 1
         if len(self.error_at) < 50:
-            self.error_at.append((round(anyio.current_time() - self.start, 2), kind, name))
+            at = round(anyio.current_time() - self.start, 2)
+            self.error_at.append((at, kind, name, retry_after))
 
     def hook(self, event: RequestEvent) -> None:
         """Client hook: the first attempt's start marks the end of the rate-limit wait."""
@@ -169,7 +170,7 @@ async def call_loop(
                 else:
                     raise ValueError(f"unknown task kind {kind!r}")
             except IPBannedError as exc:
-                recorder.error(kind, type(exc).__name__)
+                recorder.error(kind, type(exc).__name__, exc.retry_after)
                 # Banned: every call raises at once until the ban ends; do not spin.
                 pause = exc.retry_after if exc.retry_after is not None else 1.0
                 await anyio.sleep(min(max(pause, 0.01), max(deadline - now, 0.0)))
