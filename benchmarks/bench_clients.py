@@ -22,6 +22,7 @@ Written to ``benchmarks/results/clients.md`` (table), ``clients.png`` (chart) an
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import platform
@@ -49,7 +50,7 @@ from benchmarks._common import (
 )
 from benchmarks.clients import CLIENTS, SELF_CHECKS, Skip
 
-FLOORS = ("raw-aiohttp", "raw-httpx")
+FLOORS = ("raw-aiohttp", "raw-httpx", "raw-protocol")
 IMPORT_MODULES = {
     "binance_pmpro": "binance_pmpro",
     "aiohttp": "aiohttp",
@@ -522,14 +523,14 @@ def markdown(
                 f"## {loop}, {'TLS (https)' if scheme == 'https' else 'plain HTTP'}",
                 "",
                 f"| client | CPU µs/call seq / conc{c} | calls/s seq / conc{c} "
-                "| vs raw aiohttp | vs raw httpx | peak RSS MB | conns |",
-                "|---|---:|---:|---:|---:|---:|---:|",
+                "| vs raw aiohttp | vs raw httpx | vs raw protocol | peak RSS MB | conns |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|",
             ]
             for r in section:
                 if r["rounds"] == 0:
                     why = "; ".join(r["problems"]) or "no result"
                     status = "skipped" if r["skipped"] else "FAILED"
-                    out.append(f"| {r['label']} | {status}: {why} | | | | | |")
+                    out.append(f"| {r['label']} | {status}: {why} | | | | | | |")
                     continue
                 flag = " (time-bounded)" if r["seq_truncated"] or r["conc_truncated"] else ""
                 out.append(
@@ -538,6 +539,7 @@ def markdown(
                     f"| {_fmt(r['seq_rate'])} / {_fmt(r['conc_rate'])} "
                     f"| {_ratio(r['seq_vs_raw-aiohttp'], r['conc_vs_raw-aiohttp'])} "
                     f"| {_ratio(r['seq_vs_raw-httpx'], r['conc_vs_raw-httpx'])} "
+                    f"| {_ratio(r.get('seq_vs_raw-protocol'), r.get('conc_vs_raw-protocol'))} "
                     f"| {_fmt(r['rss_mb'], '.0f')} | {_fmt(r['connections'], '.0f')} |"
                 )
             out.append("")
@@ -677,6 +679,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--import-repeats", type=int, default=5, help="0 skips import time")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    parser.add_argument(
+        "--from-json", type=Path, help="rewrite the tables from this clients.json, run nothing"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--loop", default="asyncio", help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
@@ -706,11 +711,36 @@ def _available_loops(loops: list[str]) -> tuple[list[str], list[str]]:
     return found, missing
 
 
+def rerender(args: argparse.Namespace) -> None:
+    """Write the tables and the chart again from a run's ``clients.json`` (after a change
+    to how they are presented; no client runs)."""
+    saved = json.loads(args.from_json.read_text(encoding="utf-8"))
+    run = saved["args"]
+    args.n, args.rounds, args.concurrency = (
+        int(run["n"]),
+        int(run["rounds"]),
+        int(run["concurrency"]),
+    )
+    args.loops, args.schemes, args.clients = (
+        ast.literal_eval(run[k]) for k in ("loops", "schemes", "clients")
+    )
+    rows = summarise(saved["records"], args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = markdown(rows, saved["imports"], saved["meta"], args)
+    (args.out / "clients.md").write_text(text + "\n", encoding="utf-8")
+    drawn = chart(rows, args, args.out / "clients.png")
+    print(text)
+    print(f"written: {args.out / 'clients.md'}" + (" and clients.png" if drawn else ""))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the whole benchmark and write the results."""
     args = parse_args(argv)
     if args.worker:
         run_worker(args)
+        return
+    if args.from_json is not None:
+        rerender(args)
         return
     args.loops, missing = _available_loops(args.loops)
     for loop in missing:

@@ -85,3 +85,53 @@ def test_grouping_quirk_in_a_non_amount_string_is_left_alone() -> None:
     doc |= {"accountStatus": "NORMAL", "accountType": "PM_1", "note": "1,234"}
     info = decode_account_info(json.dumps(doc).encode())
     assert info.uni_mmr == Decimal("1234.5")
+
+
+def _account(**extra: str) -> dict[str, Any]:
+    doc: dict[str, Any] = dict.fromkeys(AMOUNT_FIELDS, "1.5")
+    return doc | {"accountStatus": "NORMAL", "accountType": "PM_1"} | extra
+
+
+@pytest.mark.parametrize(
+    "bad", ["1,23", "1234,567", "12,3456", ",123", "1,234,", "1,234.", "+-1,234", "1,,234"]
+)
+def test_loosely_grouped_amount_compact_raises_naming_the_field(bad: str) -> None:
+    body = json.dumps(_account(totalAvailableBalance=bad), separators=(",", ":")).encode()
+    with pytest.raises(DecodeError) as caught:
+        decode_account_info(body)
+    assert caught.value.field == "$.totalAvailableBalance"
+
+
+def test_grouped_enum_value_compact_keeps_its_raw_string_exactly() -> None:
+    body = json.dumps(_account(accountStatus="1,234"), separators=(",", ":")).encode()
+    info = decode_account_info(body)
+    assert info.account_status_raw == "1,234"
+    assert info == _slow_decode(body, AccountInfo, 200)
+
+
+def test_raw_companion_key_in_body_compact_matches_slow_path() -> None:
+    doc = _account(uniMMR="2,345.5") | {"accountStatus.raw": "9,999"}
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    assert decode_account_info(body) == _slow_decode(body, AccountInfo, 200)
+
+
+def test_grouped_strings_in_unknown_fields_compact_decode_like_slow_path() -> None:
+    doc = _account(uniMMR="1,234.5", note="7,000", more='say "1,000"')
+    doc["numbers"] = [1, 234, 5]  # type: ignore[assignment]
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    info = decode_account_info(body)
+    assert info.uni_mmr == Decimal("1234.5")
+    assert info == _slow_decode(body, AccountInfo, 200)
+
+
+def test_free_text_field_with_grouped_digits_compact_is_kept_verbatim() -> None:
+    from binance_pmpro.decoding import ResponseDecoder, _amount_wire_names
+    from binance_pmpro.models import Balance
+
+    item = dict.fromkeys(_amount_wire_names(Balance), "0")
+    item |= {"asset": "1,000", "totalWalletBalance": "12,345.6", "crossMarginAsset": "2,000"}
+    body = json.dumps([item], separators=(",", ":")).encode()
+    (balance,) = ResponseDecoder(list[Balance]).decode(body)
+    assert balance.asset == "1,000"
+    assert balance.total_wallet_balance == Decimal("12345.6")
+    assert balance.cross_margin_asset == Decimal("2000")

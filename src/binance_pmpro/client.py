@@ -44,6 +44,7 @@ from .ratelimit import (
     Permit,
     Priority,
     RateLimiter,
+    loop_time,
     shared_limiter,
 )
 from .requests import PreparedRequest, build_request, check_recv_window, redact_query
@@ -254,6 +255,8 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin, UserStreamMi
         else:
             self._transport = transport
         self._closed = False
+        # endpoint name -> (endpoint, its budget key), built once: keys are compared by identity.
+        self._budget_keys: dict[str, tuple[Endpoint, BudgetKey]] = {}
 
     # --- public API ----------------------------------------------------------------------
 
@@ -448,15 +451,27 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin, UserStreamMi
         call_timeout: float | None = None,
         priority: Priority = Priority.NORMAL,
     ) -> Any:
-        response = await self._send(
-            endpoint,
-            params,
-            recv_window=recv_window,
-            max_wait=max_wait,
-            call_timeout=call_timeout,
-            priority=priority,
-        )
-        return _decoder(endpoint).decode(response.body, response.status)
+        if call_timeout is None and self.call_timeout is None:
+            # No deadline: straight to the attempts (one coroutine less per call).
+            window = self.recv_window if recv_window is None else check_recv_window(recv_window)
+            response = await self._attempts(
+                endpoint,
+                params,
+                window,
+                self.max_wait if max_wait is None else max_wait,
+                priority,
+            )
+        else:
+            response = await self._send(
+                endpoint,
+                params,
+                recv_window=recv_window,
+                max_wait=max_wait,
+                call_timeout=call_timeout,
+                priority=priority,
+            )
+        decoder = _decoders.get(endpoint.response) or _decoder(endpoint)
+        return decoder.decode(response.body, response.status)
 
     async def _send(
         self,
@@ -497,8 +512,8 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin, UserStreamMi
         resynchronises the clock and is retried once. Every attempt re-acquires weight and
         is signed afresh (sign after waiting: the timestamp is never stale).
         """
-        # Every anyio clock read asks sniffio which loop runs: read it once per call here.
-        started = anyio.current_time()
+        # The loop's clock, read once per call (anyio's own read asks sniffio each time).
+        started = loop_time()
         policy = self.retry
         failures: list[str] = []
         attempt = 0
@@ -508,7 +523,9 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin, UserStreamMi
                 raise ConfigurationError(
                     f"{endpoint.path} is a SIGNED endpoint: give api_secret or private_key"
                 )
-            if self.time_sync:
+            if self.time_sync and not (
+                self.clock.synced and started - self._synced_at < self.time_sync_interval
+            ):
                 await self._ensure_clock(started)
         while True:
             attempt += 1
@@ -566,9 +583,20 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin, UserStreamMi
         priority: Priority = Priority.NORMAL,
     ) -> Response:
         """One HTTP exchange: weight, fresh timestamp and signature, send, observe."""
-        transport = self._get_transport(endpoint.futures)
+        transport = self._transport
+        if transport is None or self._closed or endpoint.futures:
+            transport = self._get_transport(endpoint.futures)
         weight = endpoint.weight_for(params)
-        permit = await self._acquire(endpoint, weight, rate_wait, priority)
+        limiter = self._limiter or self._bind_limiter()
+        if limiter is None:
+            permit: LimiterPermit = _UNLIMITED
+        else:
+            key = self._budget_keys.get(endpoint.name)
+            if key is None or key[0] is not endpoint:
+                key = self._budget_keys[endpoint.name] = (endpoint, self._budget_key(endpoint))
+            permit = await limiter.acquire(
+                key[1], weight, max_wait=rate_wait if rate_wait > 0.0 else 0.0, priority=priority
+            )
         async with permit:
             request = build_request(
                 endpoint,
@@ -578,13 +606,14 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin, UserStreamMi
                 timestamp_ms=self.clock.now_ms(),  # taken after the wait: never stale
                 recv_window=window,
             )
+            watched = bool(self._hooks) or logger.isEnabledFor(logging.DEBUG)
             if self._hooks:
                 self._emit(
                     RequestEvent(
                         "start", endpoint.name, endpoint.method, endpoint.path, attempt, weight
                     )
                 )
-            sent_at = time.perf_counter()
+            sent_at = time.perf_counter() if watched else 0.0
             permit.mark_sent()
             try:
                 response = await transport.send(request)
@@ -608,7 +637,7 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin, UserStreamMi
                     )
                 raise
             permit.observe(response.status, response.headers)
-        if self._hooks or logger.isEnabledFor(logging.DEBUG):
+        if watched:
             self._report(endpoint, request, response, attempt, weight, sent_at)
         return response
 

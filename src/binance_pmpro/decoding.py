@@ -1,10 +1,13 @@
 """From response bytes to a typed result or a typed error. Pure: no I/O, no clock.
 
 The fast path is one msgspec decode straight into the Struct, checked by one C-level sum
-of its amounts (finite?) and a counter of unknown enum values; a documented amount quirk
-(thousands separators, ``""``) is patched in the bytes and decoded again. Only when that
-fails or finds something to explain does the slow path run: decode to plain Python objects,
-normalise the quirks, convert, and name the offending field if it still fails.
+of its amounts (finite?), a look at its open enums (UNKNOWN?) and a counter of unknown enum
+values. Thousands separators in amounts (Binance's documented example has one) are found
+before decoding by one scan for a comma followed by a digit, and removed in the bytes when
+the value is in strict groups of three and its key is an amount: still one decode. Other
+amount quirks (``""``) are patched after msgspec names the field, and decoded again. Only
+when that fails or finds something to explain does the slow path run: decode to plain Python
+objects, normalise the quirks, convert, and name the offending field if it still fails.
 """
 
 from __future__ import annotations
@@ -113,27 +116,96 @@ def _shape(struct: type[msgspec.Struct]) -> _Shape:
 # A literal "UNKNOWN" from Binance is as unknown to this release as any new value.
 _LITERAL_UNKNOWN = b'"UNKNOWN"'
 _ZERO = Decimal(0)
+_is_finite = Decimal.is_finite  # False for NaN, sNaN and infinities; never raises
 
 
-def _all_finite(obj: Any) -> bool:
-    """Whether every amount in a fast-decoded value is finite.
-
-    Python's Decimal (which msgspec uses) also reads "NaN", "sNaN", "Inf" and "Infinity";
-    amounts must be finite. Summing the amounts is one C-level pass: a NaN or an infinity
-    anywhere makes the sum non-finite, and a signalling NaN or Inf - Inf raises.
-    """
-    if isinstance(obj, list):
-        return all(_all_finite(item) for item in obj)
-    if not isinstance(obj, msgspec.Struct):
+def _has_free_text(target: Any, seen: frozenset[Any] = frozenset()) -> bool:
+    """Whether a value of ``target`` can hold a string that is neither an amount nor an
+    open enum (or its raw companion): where a comma-digit could be text, not grouping."""
+    if get_origin(target) is list:
+        target = get_args(target)[0]
+    if not (isinstance(target, type) and issubclass(target, msgspec.Struct)):
         return True
-    shape = _shape(type(obj))
-    if shape.get_amounts is not None:
-        try:
-            if not sum(filter(None, shape.get_amounts(obj)), _ZERO).is_finite():
+    if target in seen:
+        return False
+    info = msgspec.inspect.type_info(target)
+    assert isinstance(info, msgspec.inspect.StructType)
+    raws = {f"{name}_raw" for name, _ in _shape(target).enums}
+    plain = (
+        msgspec.inspect.IntType,
+        msgspec.inspect.FloatType,
+        msgspec.inspect.BoolType,
+        msgspec.inspect.NoneType,
+    )
+    for f in info.fields:
+        if f.name in raws:
+            continue
+        kind, extra = _classify(f.type)
+        if kind in ("amount", "enum"):
+            continue
+        if kind in ("struct", "list"):
+            if _has_free_text(extra, seen | {target}):
+                return True
+            continue
+        types = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
+        if not all(isinstance(t, plain) for t in types):
+            return True
+    return False
+
+
+def _struct_check(struct: type[msgspec.Struct]) -> Callable[[Any], bool]:
+    """The fast path's check of one decoded Struct, compiled once per type: every amount
+    finite, no open enum decoded as ``UNKNOWN`` (its raw string
+    must then be kept, which the slow path does), and the same for nested values."""
+    shape = _shape(struct)
+    get_amounts = shape.get_amounts
+    enum_names = tuple(name for name, _ in shape.enums)
+    get_enums: Callable[[Any], Any] | None = None
+    if len(enum_names) > 1:
+        get_enums = operator.attrgetter(*enum_names)
+    elif enum_names:
+        only = enum_names[0]
+        get_enums = lambda obj: (getattr(obj, only),)  # noqa: E731
+    nested = tuple(name for name, _ in shape.nested)
+    # The raw-string companions of the open enums come only from the slow path: one set by
+    # the body itself (a "<name>.raw" key) is left to the slow path too.
+    raw_names = tuple(f"{name}_raw" for name in enum_names)
+    get_raws = operator.attrgetter(*raw_names) if raw_names else None
+    no_raws = None if len(raw_names) == 1 else (None,) * len(raw_names)
+
+    def check(obj: Any) -> bool:
+        if get_amounts is not None:
+            values = get_amounts(obj)
+            try:
+                finite = all(map(_is_finite, values))
+            except TypeError:  # a None (an empty amount) among them
+                finite = all(map(_is_finite, filter(None, values)))
+            if not finite:
                 return False
-        except ArithmeticError:
+        # Open enums are str enums: an UNKNOWN member compares equal to its value.
+        if get_enums is not None and "UNKNOWN" in get_enums(obj):
             return False
-    return all(_all_finite(getattr(obj, name)) for name, _ in shape.nested)
+        if get_raws is not None and get_raws(obj) != no_raws:
+            return False
+        return all(_fast_ok(getattr(obj, name)) for name in nested) if nested else True
+
+    return check
+
+
+def _fast_ok(obj: Any) -> bool:
+    """The fast path's check of any decoded value: lists item by item, each Struct through
+    its type's compiled check (:func:`_struct_check`), anything else passes."""
+    if isinstance(obj, list):
+        return all(map(_fast_ok, obj))
+    if isinstance(obj, msgspec.Struct):
+        check = _checks.get(type(obj))
+        if check is None:
+            check = _checks[type(obj)] = _struct_check(type(obj))
+        return check(obj)
+    return True
+
+
+_checks: dict[type[Any], Callable[[Any], bool]] = {}
 
 
 def _amount_wire_names(target: Any) -> frozenset[str]:
@@ -279,6 +351,62 @@ def _field_of(exc: msgspec.ValidationError) -> str | None:
     return path if match else None
 
 
+# A comma followed by a digit: in a compact JSON body only a thousands separator (or a
+# number array, which the strict checks below tell apart).
+_GROUPING = re.compile(rb",\d")
+# A whole string in strict groups of three, quotes included: "-122,559.9".
+_QUOTED_GROUPED = re.compile(rb'"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?"')
+# One member whose value is an amount in strict groups of three: "name":"-1,234.5".
+_GROUPED_MEMBER = re.compile(rb'"([^"]*)":("[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")')
+
+
+def _strip_grouped_strings(body: bytes, comma: int) -> bytes | None:
+    """``body`` with the separators removed from every string in strict groups of three,
+    starting at the separator at index ``comma``; None unless every comma-digit is in one.
+
+    For types without free text (see :func:`_has_free_text`): a string in that form can
+    only be an amount (wanted), an open enum's value (then unknown: the check sends the body
+    to the slow path) or in a field the type does not have (ignored by the decode).
+    """
+    out = b""
+    start = 0
+    while True:
+        quote = body.rfind(b'"', start, comma)
+        # No quote between ``quote`` and the comma: a match at ``quote`` contains it.
+        match = _QUOTED_GROUPED.match(body, quote) if quote >= 0 else None
+        if match is None:
+            return None
+        end = match.end()
+        out += body[start:quote] + match.group().replace(b",", b"")
+        found = _GROUPING.search(body, end)
+        if found is None:
+            return out + body[end:]
+        start = end
+        comma = found.start()
+
+
+def _strip_grouped_amounts(body: bytes, comma: int, amounts: frozenset[bytes]) -> bytes | None:
+    """``body`` with thousands separators removed from amounts, starting at the separator
+    at index ``comma``; None unless every comma-digit is one, in strict groups of three, in
+    the string value of a ``"name":`` member whose name is an amount (for types with free
+    text, where a comma-digit may belong to the text)."""
+    if body.find(b"\\") >= 0:
+        return None  # an escaped quote would fool the quote searches below
+    out = b""
+    start = 0
+    while True:
+        key = body.rfind(b'"', start, body.rfind(b'"', start, comma) - 2)
+        match = _GROUPED_MEMBER.match(body, key) if key >= 0 else None
+        if match is None or match.end() <= comma or match.group(1) not in amounts:
+            return None
+        out += body[start : match.start(2)] + match.group(2).replace(b",", b"")
+        start = match.end()
+        found = _GROUPING.search(body, start)
+        if found is None:
+            return out + body[start:]
+        comma = found.start()
+
+
 class ResponseDecoder(Generic[T]):
     """Decodes a successful response body into ``T`` (a Struct or a list of Structs).
 
@@ -288,16 +416,43 @@ class ResponseDecoder(Generic[T]):
     Build one per type and reuse it: it holds the compiled msgspec decoder.
     """
 
-    __slots__ = ("_amounts", "_decoder", "type")
+    __slots__ = ("_amount_bytes", "_amounts", "_check", "_decoder", "type")
 
     def __init__(self, type_: type[T]) -> None:
         self.type = type_
         self._decoder: msgspec.json.Decoder[T] = msgspec.json.Decoder(type_)
         self._amounts = _amount_wire_names(type_)
+        self._amount_bytes: frozenset[bytes] | None = None  # None: no free text in T
+        if _has_free_text(type_):
+            self._amount_bytes = frozenset(name.encode() for name in self._amounts)
+        self._check: Callable[[Any], bool] = _fast_ok
+        if isinstance(type_, type) and issubclass(type_, msgspec.Struct):
+            self._check = _checks.get(type_) or _checks.setdefault(type_, _struct_check(type_))
 
     def decode(self, body: bytes, status: int = 200) -> T:
         """Decode ``body``; raise :class:`DecodeError` (or an :class:`APIError` carried in a
         200 body) when it is not a valid ``T``."""
+        seen = UNKNOWN_VALUES_SEEN[0]
+        data = body
+        grouping = _GROUPING.search(body)
+        if grouping is not None:
+            amounts = self._amount_bytes
+            data = (
+                _strip_grouped_strings(body, grouping.start())
+                if amounts is None
+                else _strip_grouped_amounts(body, grouping.start(), amounts)
+            ) or body
+        try:
+            result = self._decoder.decode(data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return self._decode_quirky(body, status)
+        if UNKNOWN_VALUES_SEEN[0] == seen and self._check(result):
+            return result
+        return _slow_decode(body, self.type, status)
+
+    def _decode_quirky(self, body: bytes, status: int) -> T:
+        """The fast decode failed: patch the quirks msgspec names, one field name at a
+        time, or explain the failure on the slow path."""
         if _LITERAL_UNKNOWN in body:
             return _slow_decode(body, self.type, status)
         data = body
@@ -314,7 +469,7 @@ class ResponseDecoder(Generic[T]):
                 continue
             except msgspec.DecodeError:
                 break
-            if UNKNOWN_VALUES_SEEN[0] != seen or not _all_finite(result):
+            if UNKNOWN_VALUES_SEEN[0] != seen or not self._check(result):
                 break  # an unknown enum value (keep its raw string) or a NaN: explain it
             return result
         return _slow_decode(body, self.type, status)

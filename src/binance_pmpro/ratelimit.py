@@ -38,16 +38,18 @@ from __future__ import annotations
 import calendar
 import enum
 import math
+import sys
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
 
 import anyio
 import anyio.lowlevel
+import sniffio
 
 from .endpoints import USED_WEIGHT_HEADERS, Budget
 from .errors import IPBannedError, RateLimitTimeoutError, TransportError, parse_retry_after
@@ -501,22 +503,34 @@ class BudgetCore:
         """The earliest local time (>= ``now``) at which ``weight`` could be granted if
         nothing else changed. ``<= now`` means: grant now. Pure apart from expiring old
         log entries."""
-        ready = max(now, self.paused_until, self.group.banned_until)
+        # Written out flat (no helper calls on the way through): it runs once per request.
+        ready = now
+        if self.paused_until > ready:
+            ready = self.paused_until
+        if self.group.banned_until > ready:
+            ready = self.group.banned_until
         # Pacer (GCRA). A weight above the burst needs the bucket empty of debt.
         tol = self.burst if weight <= self.burst else weight
-        need = self._tat + (weight - tol) * self.span
-        pacer = -(-need // self._den)
+        pacer = -(-(self._tat + (weight - tol) * self.span) // self._den)
         if pacer > ready:
             ready = pacer
         # Hard cap over the span.
-        self._expire(now)
+        log = self._log
+        if log and log[0][0] < now - self.span:
+            self._expire(now)
         if self._log_sum + weight > self.effective:
             ready = max(ready, self._log_ready(weight))
         # Server guard.
-        offset = self.clock.offset
-        eps = self.clock.eps(now) if offset is not None else 0
+        clock = self.clock
+        offset = clock.offset
+        eps = 0
+        if offset is not None:
+            eps = clock.error + abs(now - clock.set_at) * clock.drift_ppm // _PPM
         if offset is not None and eps * 10 <= self.window:
-            ready = max(ready, self._ledger_ready(now, weight, offset, eps))
+            if self._windows:
+                ledger = self._ledger_ready(now, weight, offset, eps)
+                if ledger > ready:
+                    ready = ledger
         elif self._pf_value is not None and now < self._pf_received + self.window:
             # No clock alignment: the latest-sent response bounds the window it landed in
             # (its count plus everything of ours it may not include) until that window is
@@ -564,16 +578,20 @@ class BudgetCore:
         ready = now
         w = self.window
         eff = self.effective
-        for k in self._arrival_windows(now, offset, eps):
-            win = self._windows.get(k)
+        windows = self._windows
+        for k in range((now + offset - eps) // w, (now + offset + eps + self.spread) // w + 1):
+            win = windows.get(k)
             if win is None:
                 continue
-            used = win.charged + win.excess
+            used = win.charged + win.excess if win.full or win.frontier else win.charged
             exit_at = (k + 1) * w - offset + eps  # from here on no arrival can fall in k
             if used + weight > eff:
                 ready = max(ready, exit_at)
                 continue
-            foreign = self._forecast(k)
+            foreign = win.foreign  # the forecast (_forecast), inlined: never below 0
+            prev = windows.get(k - 1)
+            if prev is not None and prev.foreign > foreign:
+                foreign = prev.foreign
             if foreign:
                 # Keep room for the others' weight still to come in this window, so that
                 # the window is shared out evenly rather than filled early by us.
@@ -604,17 +622,29 @@ class BudgetCore:
         self._log_sum += weight
         self._seq += 1
         g = Grant(weight, now, self._seq, entry)
-        offset = self.clock.offset
+        clock = self.clock
+        offset = clock.offset
         if offset is not None:
-            ks = self._arrival_windows(now, offset, self.clock.eps(now))
-            g.windows = tuple(ks)
+            eps = clock.error + abs(now - clock.set_at) * clock.drift_ppm // _PPM
+            w = self.window
+            lo = (now + offset - eps) // w
+            hi = (now + offset + eps + self.spread) // w
             windows = self._windows
-            for k in ks:
-                win = windows.get(k)
+            if lo == hi:
+                g.windows = (lo,)
+                win = windows.get(lo)
                 if win is None:
-                    win = windows[k] = _Window()
-                    self._collect(k)
+                    win = windows[lo] = _Window()
+                    self._collect(lo)
                 win.charged += weight
+            else:
+                g.windows = tuple(range(lo, hi + 1))
+                for k in g.windows:
+                    win = windows.get(k)
+                    if win is None:
+                        win = windows[k] = _Window()
+                        self._collect(k)
+                    win.charged += weight
         self.granted_cum += weight
         self.outstanding += 1
         self._last_grant_at = now
@@ -647,15 +677,23 @@ class BudgetCore:
             g.ref_sent = self._pf_sent
             g.ref_used = self._pf_used
         windows = self._windows
-        offset = self.clock.offset
+        clock = self.clock
+        offset = clock.offset
         if offset is not None:
             # Where it can land, seen from the moment it leaves: not before it leaves (a
             # window that ends before then is released), and within the spread after
             # (a request sent late, or after the offset became known, is charged to the
             # windows it may now reach).
-            eps = self.clock.eps(now)
-            reach = tuple(self._arrival_windows(now, offset, eps))
-            if reach != g.windows:
+            eps = clock.error + abs(now - clock.set_at) * clock.drift_ppm // _PPM
+            w = self.window
+            lo = (now + offset - eps) // w
+            hi = (now + offset + eps + self.spread) // w
+            old = g.windows
+            if old and old[0] == lo and old[-1] == hi and len(old) == hi - lo + 1:
+                reach = old
+            else:
+                reach = tuple(range(lo, hi + 1))
+            if reach is not old:
                 for k in g.windows:
                     if k not in reach and k in windows:
                         windows[k].charged -= g.weight
@@ -669,14 +707,22 @@ class BudgetCore:
         # What the server's count will surely include of ours, per window: the answers
         # already back, or the requests that have surely arrived, whichever is more (both
         # are lower bounds; the max rule needs one).
-        snap = []
-        for k in g.windows:
-            win = windows.get(k)
-            snap.append(max(win.done, win.settle(now)) if win is not None else 0)
-        g.snap = tuple(snap)
-        if len(g.windows) == 1 and g.windows[0] in windows:
-            g.cell = [now + self.spread, g.weight, 0]
-            windows[g.windows[0]].pending.append(g.cell)
+        ks = g.windows
+        if len(ks) == 1:
+            win = windows.get(ks[0])
+            if win is None:
+                g.snap = (0,)
+            else:
+                settled = win.settle(now) if win.pending else win.settled
+                g.snap = (win.done if win.done > settled else settled,)
+                g.cell = [now + self.spread, g.weight, 0]
+                win.pending.append(g.cell)
+        elif ks:
+            snap = []
+            for k in ks:
+                win = windows.get(k)
+                snap.append(max(win.done, win.settle(now)) if win is not None else 0)
+            g.snap = tuple(snap)
 
     def refund(self, g: Grant, now: int) -> bool:
         """Undo a grant whose request never reached the server. Idempotent; False when
@@ -737,21 +783,33 @@ class BudgetCore:
         ``used`` is the used-weight header of this budget (None when absent). Returns the
         local time a 418 ban ends (the caller spreads it over the IP group), else None.
         """
-        if g.state == _REFUNDED or g.state == _FINISHED:
+        state = g.state
+        if state >= _FINISHED:  # finished or refunded
             return None
-        if g.state == _GRANTED:
+        if state == _GRANTED:
             self.mark_sent(g, g.granted_at)
         w = g.weight
         sent = g.sent_at
         self._last_response_at = now
-        offset = self.clock.offset
-        counted = status not in (418, 429)  # a rejected request may not have been counted
+        clock = self.clock
+        offset = clock.offset
+        counted = status != 429 and status != 418  # a rejected request may not be counted
         if not counted:
             self._unsettle(g)
         k_single: int | None = None
         if offset is not None:
-            eps = self.clock.eps(now)
-            k_single = self._attribute(g, sent, now, offset, eps)
+            eps = clock.error + abs(now - clock.set_at) * clock.drift_ppm // _PPM
+            old = g.windows
+            lo = (sent + offset - eps) // self.window
+            if (
+                len(old) == 1
+                and old[0] == lo
+                and (now + offset + eps) // self.window == lo
+                and lo in self._windows
+            ):
+                k_single = lo  # the usual case: the one window charged, and surely it
+            else:
+                k_single = self._attribute(g, sent, now, offset, eps)
             if counted and used is not None and k_single is not None:
                 win = self._windows[k_single]
                 idx = g.windows.index(k_single)
@@ -779,7 +837,9 @@ class BudgetCore:
                 self._pf_granted = g.cum_snap
         if used is not None and (sent >= self._pf_sent or self.server_used is None):
             self.server_used = used
-        self.finish(g, now)
+        g.state = _FINISHED  # finish(), inline
+        self.finished_cum += w
+        self.outstanding -= 1
         if status == 429:
             self._on_429(now, used, w, retry_after_ns, k_single)
         elif status == 418:
@@ -919,13 +979,15 @@ class _Waiter:
 class _Budget:
     """A :class:`BudgetCore` plus its queues of waiting tasks (one per priority class)."""
 
-    __slots__ = ("core", "key", "queued", "queues")
+    __slots__ = ("core", "header", "key", "n_waiting", "queued", "queues")
 
     def __init__(self, key: BudgetKey, core: BudgetCore) -> None:
         self.key = key
         self.core = core
+        self.header = USED_WEIGHT_HEADERS[key.kind]
         self.queues: tuple[deque[_Waiter], ...] = tuple(deque() for _ in Priority)
         self.queued = [0] * len(Priority)  # queued weight per class
+        self.n_waiting = 0  # waiters in all classes: 0 lets acquire and wake skip the scans
 
     def head(self) -> _Waiter | None:
         for queue in self.queues:
@@ -935,7 +997,7 @@ class _Budget:
 
     def busy(self, priority: int) -> bool:
         """Whether anyone of this class or a higher one is waiting."""
-        return any(self.queues[p] for p in range(priority + 1))
+        return self.n_waiting > 0 and any(self.queues[p] for p in range(priority + 1))
 
     def ahead(self, priority: int) -> int:
         return sum(self.queued[: priority + 1])
@@ -946,6 +1008,7 @@ class _Budget:
     def enqueue(self, waiter: _Waiter) -> None:
         self.queues[waiter.priority].append(waiter)
         self.queued[waiter.priority] += waiter.weight
+        self.n_waiting += 1
 
     def remove(self, waiter: _Waiter) -> None:
         was_head = self.head() is waiter
@@ -955,11 +1018,14 @@ class _Budget:
         else:
             queue.remove(waiter)
         self.queued[waiter.priority] -= waiter.weight
+        self.n_waiting -= 1
         if was_head:
             self.wake()
 
     def wake(self) -> None:
         """Tell the head to look at the state again."""
+        if not self.n_waiting:
+            return
         head = self.head()
         if head is not None and head.event is not None:
             head.event.set()
@@ -1030,11 +1096,12 @@ class Permit:
         tb: TracebackType | None,
     ) -> None:
         budget = self._budget
-        if budget is None or self._grant is None:
-            return
+        grant = self._grant
+        if budget is None or grant is None or grant.state >= _FINISHED:
+            return  # the usual end: the answer already finished the grant
         if not self.sent or (isinstance(exc, TransportError) and not exc.sent):
             self.refund()
-        elif budget.core.finish(self._grant, _now_ns()):
+        elif budget.core.finish(grant, _now_ns()):
             budget.wake()
 
 
@@ -1095,6 +1162,9 @@ class RateLimiter:
         self._offset = ServerOffset(drift_ppm, self._window_ns)
         self._groups: dict[str, IPGroupState] = {}
         self._budgets: dict[BudgetKey, _Budget] = {}
+        # id(key) -> (key, budget) for the key objects callers keep passing (the key is held,
+        # so its id cannot be reused while the entry lives).
+        self._by_id: dict[int, tuple[BudgetKey, _Budget]] = {}
         self._last_now = 0
 
     # --- configuration ----------------------------------------------------------------
@@ -1169,14 +1239,24 @@ class RateLimiter:
         :class:`~binance_pmpro.errors.IPBannedError` at once while the budget's IP group is
         banned (whatever ``max_wait`` is). Cancellation while waiting consumes nothing.
         """
-        budget = self._budgets.get(key) or self._budget(key)
+        cached = self._by_id.get(id(key))
+        if cached is not None and cached[0] is key:
+            budget = cached[1]
+        else:
+            budget = self._budgets.get(key) or self._budget(key)
+            if len(self._by_id) >= 64:
+                self._by_id.clear()
+            self._by_id[id(key)] = (key, budget)
         core = budget.core
         now = _now_ns()
         self._last_now = now
         if core.group.banned_until > now:
             raise self._ban_error(core.group, now)
-        core.check_weight(weight)
-        if not budget.busy(priority) and core.ready_at(now, weight) <= now:
+        if not 0 < weight <= core.effective:
+            core.check_weight(weight)
+        if (not budget.n_waiting or not budget.busy(priority)) and core.ready_at(
+            now, weight
+        ) <= now:
             # Uncontended: granted without yielding. The request that follows awaits its
             # transport anyway, and an event-loop round trip here was the largest part of
             # an uncontended acquire's cost. (A caller already cancelled is stopped at that
@@ -1266,7 +1346,7 @@ class RateLimiter:
         self, budget: _Budget, grant: Grant, status: int, headers: Mapping[str, str]
     ) -> None:
         now = _now_ns()
-        raw = headers.get(USED_WEIGHT_HEADERS[budget.key.kind])
+        raw = headers.get(budget.header)
         used = int(raw) if raw is not None and raw.isdigit() else None
         retry_ns: int | None = None
         if status == 429 or status == 418:
@@ -1382,8 +1462,46 @@ class Limiter(Protocol):
         """Release what the limiter holds (connections, background tasks)."""
 
 
+_sniffio_thread = sniffio.thread_local
+_sniffio_var = sniffio.current_async_library_cvar
+_running_loop: Callable[[], Any] | None = None  # asyncio._get_running_loop, once imported
+
+
+def _no_loop() -> None:
+    return None
+
+
+def _loop_getter() -> Callable[[], Any]:
+    # Importing asyncio costs ~10 ms; if nobody has, no asyncio loop can be running.
+    global _running_loop
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return _no_loop
+    _running_loop = asyncio._get_running_loop
+    return _running_loop
+
+
 def _now_ns() -> int:
+    """The event loop's clock in integer ns (what ``anyio.current_time()`` reads)."""
+    # anyio asks sniffio which library runs on every read (about 1 us, several times per
+    # call). trio and other libraries announce themselves through sniffio's thread-local or
+    # context variable; with neither set, a running asyncio loop is the one anyio would find,
+    # and its own ``time()`` is what anyio would return.
+    if _sniffio_thread.name is None and _sniffio_var.get() is None:
+        loop = (_running_loop or _loop_getter())()
+        if loop is not None:
+            now: float = loop.time()
+            return math.floor(now * NS)
     return math.floor(anyio.current_time() * NS)
+
+
+def loop_time() -> float:
+    """``anyio.current_time()`` without its sniffio look-up on asyncio (see ``_now_ns``)."""
+    if _sniffio_thread.name is None and _sniffio_var.get() is None:
+        loop = (_running_loop or _loop_getter())()
+        if loop is not None:
+            return float(loop.time())
+    return anyio.current_time()
 
 
 # Stop reading Date headers once the learned offset is this good (ns).
