@@ -463,6 +463,14 @@ def _int_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
 
 
+def _count(text: str) -> int:
+    """A whole number of at least 1 (``--count``)."""
+    value = _int_arg(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _time_arg(text: str) -> int:
     """Epoch ms, or an ISO 8601 date/time (UTC unless it carries an offset)."""
     if text.isdigit():
