@@ -136,7 +136,9 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin, UserStreamMi
       requests, for hosts with their own time discipline; switches ``time_sync`` off.
     - ``transport``: ``"auto"`` (the fast transport on asyncio when httptools is installed,
       no ``http_client`` is given and no proxy is configured; httpx otherwise), ``"httpx"``,
-      ``"fast"``, or a :class:`~binance_pmpro.transport.Transport` object.
+      ``"fast"``, or a :class:`~binance_pmpro.transport.Transport` object. Such an object
+      gets every request, :meth:`user_stream`'s listen key calls included: those have paths
+      under ``/fapi/`` and belong on ``futures_base_url``, so it routes them by path.
     - ``max_connections``, ``idle_timeout``: the connection pool's size and how long (s)
       an idle keep-alive connection is kept (httpx keeps its own 30 s).
     - ``ssl_context``: TLS settings (a private CA, client certificates); certificate and
