@@ -153,41 +153,54 @@ def _has_free_text(target: Any, seen: frozenset[Any] = frozenset()) -> bool:
     return False
 
 
+def _pick(indices: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]] | None:
+    """A C-level getter of ``indices`` from a tuple, always returning a tuple (a lone index
+    is fetched twice: the checks below only ask "all finite?", "any UNKNOWN?", "all None?",
+    which a duplicate does not change)."""
+    if not indices:
+        return None
+    return operator.itemgetter(*indices) if len(indices) > 1 else operator.itemgetter(*indices * 2)
+
+
 def _struct_check(struct: type[msgspec.Struct]) -> Callable[[Any], bool]:
     """The fast path's check of one decoded Struct, compiled once per type: every amount
     finite, no open enum decoded as ``UNKNOWN`` (its raw string
-    must then be kept, which the slow path does), and the same for nested values."""
+    must then be kept, which the slow path does), and the same for nested values.
+
+    The values are fetched with one ``msgspec.structs.astuple`` (several times cheaper than
+    an attribute getter) and picked by position with ``itemgetter``s.
+    """
     shape = _shape(struct)
-    get_amounts = shape.get_amounts
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+    index = {f.name: i for i, f in enumerate(info.fields)}
     enum_names = tuple(name for name, _ in shape.enums)
-    get_enums: Callable[[Any], Any] | None = None
-    if len(enum_names) > 1:
-        get_enums = operator.attrgetter(*enum_names)
-    elif enum_names:
-        only = enum_names[0]
-        get_enums = lambda obj: (getattr(obj, only),)  # noqa: E731
-    nested = tuple(name for name, _ in shape.nested)
+    get_amounts = _pick(tuple(index[name] for name in shape.amounts))
+    get_enums = _pick(tuple(index[name] for name in enum_names))
     # The raw-string companions of the open enums come only from the slow path: one set by
     # the body itself (a "<name>.raw" key) is left to the slow path too.
-    raw_names = tuple(f"{name}_raw" for name in enum_names)
-    get_raws = operator.attrgetter(*raw_names) if raw_names else None
-    no_raws = None if len(raw_names) == 1 else (None,) * len(raw_names)
+    raw_indices = tuple(index[f"{name}_raw"] for name in enum_names)
+    get_raws = _pick(raw_indices)
+    no_raws = (None,) * max(len(raw_indices), 2)
+    nested = tuple(index[name] for name, _ in shape.nested)
+    astuple = msgspec.structs.astuple
 
     def check(obj: Any) -> bool:
+        values = astuple(obj)
         if get_amounts is not None:
-            values = get_amounts(obj)
+            amounts = get_amounts(values)
             try:
-                finite = all(map(_is_finite, values))
+                finite = all(map(_is_finite, amounts))
             except TypeError:  # a None (an empty amount) among them
-                finite = all(map(_is_finite, filter(None, values)))
+                finite = all(map(_is_finite, filter(None, amounts)))
             if not finite:
                 return False
         # Open enums are str enums: an UNKNOWN member compares equal to its value.
-        if get_enums is not None and "UNKNOWN" in get_enums(obj):
+        if get_enums is not None and "UNKNOWN" in get_enums(values):
             return False
-        if get_raws is not None and get_raws(obj) != no_raws:
+        if get_raws is not None and get_raws(values) != no_raws:
             return False
-        return all(_fast_ok(getattr(obj, name)) for name in nested) if nested else True
+        return all(_fast_ok(values[i]) for i in nested) if nested else True
 
     return check
 
@@ -356,33 +369,36 @@ def _field_of(exc: msgspec.ValidationError) -> str | None:
 _GROUPING = re.compile(rb",\d")
 # A whole string in strict groups of three, quotes included: "-122,559.9".
 _QUOTED_GROUPED = re.compile(rb'"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?"')
+# A string with exactly one separator, quotes included: "-122,559.9".
+_ONE_GROUP = re.compile(rb'"[+-]?\d{1,3},\d{3}(?:\.\d+)?"')
 # One member whose value is an amount in strict groups of three: "name":"-1,234.5".
 _GROUPED_MEMBER = re.compile(rb'"([^"]*)":("[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")')
 
 
-def _strip_grouped_strings(body: bytes, comma: int) -> bytes | None:
-    """``body`` with the separators removed from every string in strict groups of three,
-    starting at the separator at index ``comma``; None unless every comma-digit is in one.
+def _strip_first_grouped(body: bytes, comma: int) -> bytes:
+    """``body`` with the separators removed from the string in strict groups of three that
+    holds the comma-digit at index ``comma``; ``body`` itself when it is not in one.
 
     For types without free text (see :func:`_has_free_text`): a string in that form can
     only be an amount (wanted), an open enum's value (then unknown: the check sends the body
-    to the slow path) or in a field the type does not have (ignored by the decode).
+    to the slow path) or in a field the type does not have (ignored by the decode). Only the
+    first such string is rewritten, which is all the documented example needs: any further
+    comma-digit is left in place, so if it is in an amount msgspec refuses it and the quirk
+    patcher (or the slow path, for a malformed group like ``"1,22"``) takes over.
     """
-    out = b""
-    start = 0
-    while True:
-        quote = body.rfind(b'"', start, comma)
-        # No quote between ``quote`` and the comma: a match at ``quote`` contains it.
-        match = _QUOTED_GROUPED.match(body, quote) if quote >= 0 else None
-        if match is None:
-            return None
-        end = match.end()
-        out += body[start:quote] + match.group().replace(b",", b"")
-        found = _GROUPING.search(body, end)
-        if found is None:
-            return out + body[end:]
-        start = end
-        comma = found.start()
+    # The common case, one separator ("122,559.9"): the string starts at most 5 bytes
+    # before the comma (quote, sign, three digits), and a match starting before the comma
+    # is at least 7 bytes long, so the comma it contains is this one. One regex search from
+    # there, two slices.
+    match = _ONE_GROUP.search(body, comma - 5 if comma > 5 else 0)
+    if match is not None and match.start() < comma:
+        return body[:comma] + body[comma + 1 :]
+    quote = body.rfind(b'"', 0, comma)
+    # No quote between ``quote`` and the comma: a match at ``quote`` contains it.
+    match = _QUOTED_GROUPED.match(body, quote) if quote >= 0 else None
+    if match is None:
+        return body
+    return body[:quote] + match.group().replace(b",", b"") + body[match.end() :]
 
 
 def _strip_grouped_amounts(body: bytes, comma: int, amounts: frozenset[bytes]) -> bytes | None:
@@ -437,11 +453,10 @@ class ResponseDecoder(Generic[T]):
         grouping = _GROUPING.search(body)
         if grouping is not None:
             amounts = self._amount_bytes
-            data = (
-                _strip_grouped_strings(body, grouping.start())
-                if amounts is None
-                else _strip_grouped_amounts(body, grouping.start(), amounts)
-            ) or body
+            if amounts is None:
+                data = _strip_first_grouped(body, grouping.start())
+            else:
+                data = _strip_grouped_amounts(body, grouping.start(), amounts) or body
         try:
             result = self._decoder.decode(data)
         except (msgspec.ValidationError, msgspec.DecodeError):
