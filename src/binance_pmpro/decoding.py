@@ -402,13 +402,11 @@ def _strip_first_grouped(body: bytes, comma: int) -> bytes:
     comma-digit is left in place, so if it is in an amount msgspec refuses it and the quirk
     patcher (or the slow path, for a malformed group like ``"1,22"``) takes over.
     """
-    # The common case, one separator ("122,559.9"): the string starts at most 5 bytes
+    # The common case, one separator ("122,559.9"), is tried first, inlined in
+    # ResponseDecoder.decode (this is its general case): the string starts at most 5 bytes
     # before the comma (quote, sign, three digits), and a match starting before the comma
     # is at least 7 bytes long, so the comma it contains is this one. One regex search from
     # there, two slices.
-    match = _ONE_GROUP.search(body, comma - 5 if comma > 5 else 0)
-    if match is not None and match.start() < comma:
-        return body[:comma] + body[comma + 1 :]
     quote = body.rfind(b'"', 0, comma)
     # No quote between ``quote`` and the comma: a match at ``quote`` contains it.
     match = _QUOTED_GROUPED.match(body, quote) if quote >= 0 else None
@@ -478,7 +476,7 @@ class ResponseDecoder(Generic[T]):
         if grouping is not None:
             amounts = self._amount_bytes
             if amounts is None:
-                # _strip_first_grouped's common case inlined (see there).
+                # _strip_first_grouped's common case, one separator (see there).
                 comma = grouping.start()
                 match = _ONE_GROUP.search(body, comma - 5 if comma > 5 else 0)
                 if match is not None and match.start() < comma:
