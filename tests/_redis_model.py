@@ -290,10 +290,13 @@ def acquire(st: Store, keys: list[str], argv: list[Any], now: int) -> list[int]:
     st.hset(log, "lo", lo)
     st.pexpire(log, _ceil_div(span + slot_us, 1000) + 1000)
     out = [0, seq, slot]
+    totals = []
     for win in wins:
-        st.hincrby(win, "charged", w)
+        charged = st.hincrby(win, "charged", w)
         st.pexpire(win, win_ttl)
         out.append(_num(st.hget(win, "done")) or 0)
+        totals.append(charged + (_num(st.hget(win, "excess")) or 0))
+    out.extend(totals)
     if in_queue is not None:
         st.zrem(q, member)
         st.zrem(lease, member)
@@ -320,6 +323,18 @@ def refund(st: Store, keys: list[str], argv: list[Any], now: int) -> int:
     for win in keys[3:]:
         if st.exists(win):
             st.hincrby(win, "charged", -w)
+    return 1
+
+
+def charge(st: Store, keys: list[str], argv: list[Any], now: int) -> int:
+    ttl = int(argv[0])
+    for key, raw in zip(keys, argv[1:], strict=True):
+        by = int(raw)
+        if by > 0:
+            st.hincrby(key, "charged", by)
+            st.pexpire(key, ttl)
+        elif by < 0 and st.exists(key):
+            st.hincrby(key, "charged", by)
     return 1
 
 

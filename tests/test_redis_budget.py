@@ -381,6 +381,40 @@ async def test_redis_limiter_falls_back_to_a_share_and_rejoins(
         killable_redis.stop()  # aclose succeeds with Redis down
 
 
+async def test_redis_limiter_outage_moves_queued_waiters_to_the_fallback(
+    killable_redis: RedisServer,
+) -> None:
+    # 600 per 60 s: weight 100 is paced one per ~10 s, so the waiters queue in Redis for
+    # tens of seconds; once Redis dies they must not wait there (for their max_wait).
+    opts: dict[str, Any] = {"timeout": 0.2, "heartbeat": 0.1, "window": 60.0, "arrival_spread": 1.0}
+    async with limiter(killable_redis.url, **opts) as lim:
+        await take(lim, weight=100)
+        done: list[str] = []
+
+        async def waiter() -> None:
+            permit = await lim.acquire(UID, 100, max_wait=60)
+            done.append(type(permit).__name__)
+            async with permit:
+                permit.mark_sent()
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(waiter)
+            await anyio.sleep(0.3)
+            assert done == []  # queued behind the pacer (10 s per call)
+            assert budget_of(lim).waiting() == 3
+            killable_redis.stop()
+            # The heartbeat finds Redis gone; the waiters then acquire from the local share
+            # (a fresh pacer: the first at once) instead of sleeping out their Redis wait.
+            with anyio.fail_after(5):
+                while not done:
+                    await anyio.sleep(0.01)
+            assert lim.mode == "fallback"
+            assert done[0] == "_FallbackPermit"
+            assert budget_of(lim).waiting() == 0
+            tg.cancel_scope.cancel()
+
+
 async def test_redis_limiter_down_at_start_uses_the_fallback(killable_redis: RedisServer) -> None:
     killable_redis.stop()
     async with limiter(killable_redis.url, timeout=0.2, processes=3, uid_limit=60_000) as lim:

@@ -80,6 +80,7 @@ class Harness:
             "penalty": (r.register_script(_script(scripts.PENALTY)), model.penalty),
             "heartbeat": (r.register_script(_script(scripts.HEARTBEAT)), model.heartbeat),
             "drop": (r.register_script(scripts.DROP), model.drop),
+            "charge": (r.register_script(scripts.CHARGE), model.charge),
         }
 
     async def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
@@ -111,7 +112,7 @@ class Harness:
             + ["advance"] * 4
             + ["refund"]
             + ["complete"] * 3
-            + ["heartbeat", "drop"]
+            + ["heartbeat", "drop", "charge"]
         )
         if rng.random() < 0.015:
             op = "penalty"
@@ -147,7 +148,10 @@ class Harness:
             ]
             reply = await self.run("acquire", [S, LOG, Q, LEASE, B, *prev, *wins], args)
             if reply[0] == 0:
-                self.grants.append((weight, reply[1], reply[2], wins, reply[3:]))
+                # Per window its ``done``, then what the ledger counts there now.
+                snaps, totals = reply[3 : 3 + len(wins)], reply[3 + len(wins) :]
+                assert len(totals) == len(wins)
+                self.grants.append((weight, reply[1], reply[2], wins, snaps))
                 self.tickets.pop(member, None)
             elif reply[0] == 4 or (reply[0] == 3 and reply[2] == 1):
                 self.tickets.pop(member, None)
@@ -199,6 +203,11 @@ class Harness:
                 [P, LEASE, Q],
                 [rng.choice(["pa", "pb"]), HB_TTL_MS, LEASE_MS, QTTL_MS, *live],
             )
+        elif op == "charge":
+            # A rejoining process reserves its local share, later gives back what it left.
+            wins = self.windows() or [f"{PREFIX}w:{self.now // WINDOW_US}"]
+            amounts = [rng.choice([-300, -5, 5, 120, 594]) for _ in wins]
+            await self.run("charge", wins, [WIN_TTL_MS, *amounts])
         elif op == "drop" and self.tickets:
             member = rng.choice(sorted(self.tickets))
             del self.tickets[member]

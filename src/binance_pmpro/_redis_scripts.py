@@ -41,7 +41,9 @@ local now_ms = math.floor(now / 1000)
 # ARGV: 1 weight, 2 effective limit, 3 burst, 4 span (us), 5 pacing denominator,
 #       6 priority, 7 ticket, 8 enqueued (0/1), 9 lease (ms), 10 window TTL (ms),
 #       11 log slot (us), 12 queue TTL (ms), 13.. per window: share of it already past (ppm)
-# Returns {0, seq, slot, done...} granted; {1, wait_us, exact, score} wait;
+# Returns {0, seq, slot, done..., used...} granted (per window its ``done``, then the weight
+# the ledger now counts there, ``charged + excess``: what a process falling back knows);
+# {1, wait_us, exact, score} wait;
 # {2, i, 0, score, pacer_us} window i full; {3, remaining_us, is_ban, score} paused or
 # banned; {4} the ticket was lost (its lease expired); {5, i, free, forecast, score,
 # pacer_us}: window i has ``free`` weight left, but the others' weight still to come this
@@ -221,11 +223,14 @@ if not lo then lo = slot end
 redis.call('HSET', KEYS[2], 'sum', sum + w, 'lo', lo)
 redis.call('PEXPIRE', KEYS[2], math.ceil((span + slot_us) / 1000) + 1000)
 local out = {0, seq, slot}
+local totals = {}
 for i = 1, nwin do
-  redis.call('HINCRBY', KEYS[6 + i], 'charged', w)
+  local charged = redis.call('HINCRBY', KEYS[6 + i], 'charged', w)
   redis.call('PEXPIRE', KEYS[6 + i], win_ttl)
   out[#out + 1] = tonumber(redis.call('HGET', KEYS[6 + i], 'done')) or 0
+  totals[i] = charged + (tonumber(redis.call('HGET', KEYS[6 + i], 'excess')) or 0)
 end
+for i = 1, nwin do out[#out + 1] = totals[i] end
 if in_queue then
   redis.call('ZREM', KEYS[3], member)
   redis.call('ZREM', KEYS[4], member)
@@ -406,3 +411,20 @@ redis.call('SET', KEYS[1], string.format('%d', untl), 'PX', math.ceil((untl - no
 return redis.call('SMEMBERS', KEYS[2])
 """
 )
+
+# KEYS: window hashes; ARGV: 1 window TTL (ms), then per key the weight to add to its
+# ``charged`` (negative: give back; only to a window that still exists). A process that
+# ran on its local share while Redis was away reserves that share here before it rejoins,
+# so processes already back cannot spend it too.
+CHARGE = """
+for i = 1, #KEYS do
+  local by = tonumber(ARGV[i + 1])
+  if by > 0 then
+    redis.call('HINCRBY', KEYS[i], 'charged', by)
+    redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[1]))
+  elseif by < 0 and redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('HINCRBY', KEYS[i], 'charged', by)
+  end
+end
+return 1
+"""

@@ -102,6 +102,10 @@ class _Unavailable(Exception):
     """Redis did not answer in time or at all."""
 
 
+class _FellBack(_Unavailable):
+    """The limiter switched to its fallback while this waiter was queued in Redis."""
+
+
 def _tag(text: str) -> str:
     # Hash tags end at the first "}", and key names should stay printable: escape the rest.
     return _TAG_SAFE.sub(lambda m: f"%{ord(m.group()):02X}", text)
@@ -154,6 +158,9 @@ class _RBudget:
         self.server_used: int | None = None
         self.in_flight = 0
         self.paused_until = 0  # local ns, as far as this process knows
+        # Server window -> (weight the ledger counted there, local ns the script may have
+        # run at, the earliest): the last word from Redis, which seeds the fallback.
+        self.known: dict[int, tuple[int, int]] = {}
 
     def window(self, k: int) -> str:
         return f"{self.prefix}w:{k}"
@@ -206,6 +213,19 @@ class _RBudget:
         head = self.head()
         if head is not None and head.event is not None:
             head.event.set()
+
+    def wake_all(self) -> None:
+        for queue in self.queues:
+            for waiter in queue:
+                if waiter.event is not None:
+                    waiter.event.set()
+
+    def learn(self, k: int, used: int, at: int) -> None:
+        """The ledger counted ``used`` in server window ``k`` at (the earliest) ``at``."""
+        self.known[k] = (used, at)
+        if len(self.known) > 8:
+            for old in sorted(self.known)[:-4]:
+                del self.known[old]
 
 
 @dataclass(slots=True)
@@ -368,8 +388,13 @@ class RedisRateLimiter:
     - **Redis unavailable**: by default the limiter falls back to local limiting with this
       process's share of each budget (the limit divided by the live processes counted by
       the heartbeats, never "no limit"), still comparing the account-wide used-weight header
-      with the full limit; it rejoins Redis at the first server-window boundary after Redis
-      answers again. No call fails because of the outage, and :meth:`aclose` succeeds.
+      with the full limit. In the window Redis went away in, the share is of what the fleet
+      had left there (the ledger's last count this process saw, plus the most the fleet can
+      have been granted since). Calls queued in Redis move to the fallback at once. When
+      Redis answers again, the process first reserves its fallback share in the (possibly
+      emptied) ledger, then rejoins at a server-window boundary after every process has
+      had time to do the same, giving back what it did not spend. No call fails because of
+      the outage, and :meth:`aclose` succeeds.
       With ``strict=True`` it raises instead.
 
     Keys: one Redis Cluster hash tag per budget (``{uid|<account>|<endpoint>}``; the
@@ -464,6 +489,7 @@ class RedisRateLimiter:
         self._drop_script = self._redis.register_script(scripts.DROP)
         self._group_beat_script = self._redis.register_script(scripts.GROUP_BEAT)
         self._group_ban_script = self._redis.register_script(scripts.GROUP_BAN)
+        self._charge_script = self._redis.register_script(scripts.CHARGE)
 
     def __repr__(self) -> str:
         location = self._redis.connection_pool.location
@@ -622,9 +648,17 @@ class RedisRateLimiter:
                 why,
                 live,
             )
-            self._fallback = _Fallback(self, live)
+            fallback = self._fallback = _Fallback(self, live)
             if self._offset is not None:
-                self._fallback.set_server_offset(self._offset.offset, self._offset.error)
+                fallback.set_server_offset(self._offset.offset, self._offset.error)
+            fallback.seed(_now_ns())
+            # Waiters queued in Redis would wait there until their max_wait: wake them
+            # all, they ask the fallback instead.
+            for budget in self._budgets.values():
+                budget.wake_all()
+        else:
+            # Whatever was reserved in Redis for the rejoin may be lost: reserve again.
+            self._fallback.reserved.clear()
         self._down_since = _now_ns()
         self._back_at = None
 
@@ -667,7 +701,8 @@ class RedisRateLimiter:
             except _Unavailable as exc:
                 if self.strict:
                     raise self._unavailable_error(exc) from None
-                self._went_down(exc)
+                if not isinstance(exc, _FellBack):
+                    self._went_down(exc)
         elif self.strict:
             raise self._unavailable_error(RuntimeError("Redis did not answer"))
         fallback = self._fallback
@@ -752,18 +787,25 @@ class RedisRateLimiter:
                         )
                     left = (deadline - now) / NS + 1e-6
                     delay = left if delay is None else min(delay, left)
+                if self._fallback is not None:
+                    raise _FellBack("the limiter fell back while this call was queued")
                 event = waiter.event = anyio.Event()
                 if delay is None:
                     await event.wait()
                 else:
                     with anyio.move_on_after(delay):
                         await event.wait()
+                if self._fallback is not None:
+                    raise _FellBack("the limiter fell back while this call was queued")
         finally:
             waiter.event = None
             if queued:
                 budget.remove(waiter)
             if not granted and waiter.enqueued:
-                await self._drop(budget, waiter)
+                if self._fallback is None:
+                    await self._drop(budget, waiter)
+                else:
+                    waiter.enqueued = False  # Redis is away: the ticket's lease runs out
 
     async def _try(
         self, budget: _RBudget, waiter: _Waiter, deadline: int | None
@@ -798,6 +840,9 @@ class RedisRateLimiter:
             code = int(reply[0])
             if code == 0:
                 waiter.enqueued = False
+                n = len(windows)
+                for k, used in zip(windows, reply[3 + n : 3 + 2 * n], strict=False):
+                    budget.learn(k, int(used), started)
                 permit = RedisPermit(
                     self,
                     budget,
@@ -805,7 +850,7 @@ class RedisRateLimiter:
                     int(reply[1]),
                     int(reply[2]),
                     windows,
-                    tuple(int(x) for x in reply[3:]),
+                    tuple(int(x) for x in reply[3 : 3 + n]),
                     now,
                 )
                 budget.in_flight += 1
@@ -841,6 +886,10 @@ class RedisRateLimiter:
                 assert off is not None
                 k = windows[int(reply[1]) - 1]
                 w = self._window_ns
+                if code == 2:
+                    budget.learn(k, params.effective, started)  # full, as far as we know
+                else:
+                    budget.learn(k, params.effective - waiter.weight - int(reply[2]), started)
                 # From then on no arrival can fall in window k.
                 ready = (k + 1) * w - off.offset + off.eps(now)
                 if code == 5:
@@ -1079,29 +1128,72 @@ class RedisRateLimiter:
                 self._ban_locally(group, _now_ns() + int(remaining) * _US)
 
     async def _probe(self) -> None:
-        """While on the fallback: is Redis back? Rejoin at the next server-window boundary
-        (weight granted locally until then cannot reach the next window)."""
+        """While on the fallback: is Redis back? Reserve this process's fallback share in
+        the ledger at once (a restarted Redis has lost the window's ledger; processes that
+        rejoin first must not spend it), then rejoin at a server-window boundary, late
+        enough that every process has seen Redis back and reserved its share too."""
         try:
             with anyio.CancelScope(shield=True), anyio.fail_after(self.timeout):
                 await self._redis.ping()
         except _REDIS_ERRORS:
             self._back_at = None
             return
+        fallback = self._fallback
+        assert fallback is not None
         now = _now_ns()
+        off = self._offset
+        w = self._window_ns
         if self._back_at is None:
-            off = self._offset
-            w = self._window_ns
+            # Every process probes every heartbeat / 4 (each probe may take ``timeout``):
+            # by then the others have seen Redis back as well.
+            seen_by_all = now + round((self.heartbeat + 2 * self.timeout) * NS)
             if off is not None:
-                eps = off.eps(now)
-                boundary = ((now + off.offset + eps) // w + 1) * w - off.offset + eps
-                self._back_at = boundary + self._spread_ns
+                eps = off.eps(seen_by_all)
+                boundary = ((seen_by_all + off.offset + eps) // w + 1) * w - off.offset + eps
+                back_at = boundary + self._spread_ns
             else:
-                self._back_at = now + w + self._spread_ns
+                back_at = seen_by_all + w + self._spread_ns
+            if off is not None:
+                eps = off.eps(back_at)
+                first = (now + off.offset - off.eps(now)) // w
+                last = (back_at + off.offset + eps + self._spread_ns) // w
+                try:
+                    for budget in list(self._budgets.values()):
+                        reserved = fallback.reserved.setdefault(budget.key, {})
+                        windows = [k for k in range(first, last + 1) if k not in reserved]
+                        if not windows:
+                            continue
+                        amounts = [fallback.allowance(budget.key, k) for k in windows]
+                        await self._call(
+                            self._charge_script,
+                            [budget.window(k) for k in windows],
+                            [self._window_ttl_ms, *amounts],
+                        )
+                        reserved.update(zip(windows, amounts, strict=True))
+                except _Unavailable:
+                    return  # not back after all: try again at the next probe
+            self._back_at = back_at
             logger.info(
                 "Redis answers again; rejoining the shared budget in %.1f s",
                 (self._back_at - now) / NS,
             )
         if now >= self._back_at:
+            # Give back what this process reserved but did not spend on the fallback.
+            try:
+                for key, reserved in fallback.reserved.items():
+                    budget = self._budgets[key]
+                    spent = fallback.spent.get(key, {})
+                    give = {k: r - spent.get(k, 0) for k, r in reserved.items()}
+                    windows = [k for k, g in give.items() if g > 0]
+                    if windows:
+                        await self._call(
+                            self._charge_script,
+                            [budget.window(k) for k in windows],
+                            [self._window_ttl_ms, *(-give[k] for k in windows)],
+                        )
+            except _Unavailable as exc:
+                self._went_down(exc)
+                return
             self._fallback = None
             self._down_since = None
             self._back_at = None
@@ -1184,13 +1276,22 @@ class _Fallback:
 
     def __init__(self, owner: RedisRateLimiter, processes: int) -> None:
         self.processes = processes
+        # Per budget and server window: the most this process may still spend there (the
+        # windows the fleet had already spent from when Redis went away), what it granted
+        # there while on the fallback, and what it reserved in Redis for its rejoin.
+        self.caps: dict[BudgetKey, dict[int, int]] = {}
+        self.spent: dict[BudgetKey, dict[int, int]] = {}
+        self.reserved: dict[BudgetKey, dict[int, int]] = {}
+        self.share_effective: dict[Budget, int] = {}
 
         def share(kind: Budget) -> int:
             limit = owner.limits[kind]
             # A call heavier than the share must still be able to run (slowly): the share
             # never drops below what the heaviest call of the budget needs.
             need = math.ceil((_HEAVIEST[kind] + 1) / (1 - owner._headroom)) + 1
-            return min(limit, max(limit // processes, need))
+            out = min(limit, max(limit // processes, need))
+            self.share_effective[kind] = max(1, math.floor(out * (1 - owner._headroom)))
+            return out
 
         common: dict[str, Any] = {
             "window": owner.window,
@@ -1212,6 +1313,69 @@ class _Fallback:
             **common,
         )
         self.owner = owner
+
+    def seed(self, now: int) -> None:
+        """Cap what this process spends in the windows the fleet had already spent from.
+
+        The fresh local limiters know nothing of the weight the fleet was granted in the
+        current window. What Redis last said (the ledger's count of each window, with the
+        time its script could have run at the earliest) plus the most the pacer can have
+        granted since (its rate over that time, and one burst or heaviest call) bounds the
+        fleet's spending there; what is left is shared out among the live processes."""
+        owner = self.owner
+        off = owner._offset
+        if off is None:
+            return
+        w = owner._window_ns
+        eps = off.eps(now)
+        first = (now + off.offset - eps) // w
+        last = (now + off.offset + eps + owner._spread_ns) // w
+        span = w + owner._spread_ns
+        for budget in owner._budgets.values():
+            params = budget.params
+            tol = max(params.burst, _HEAVIEST[budget.key.kind])
+            caps = self.caps.setdefault(budget.key, {})
+            for k in range(first, last + 1):
+                used, since = budget.known.get(k, (0, k * w - off.offset - eps - span))
+                since = min(since, now)
+                unknown = math.ceil(params.den * (now - since) / span) + tol
+                left = max(0, params.effective - used - unknown)
+                caps[k] = left // self.processes
+            logger.info(
+                "fallback for the %s budget: at most %s in server windows %s (fleet spent "
+                "about %s)",
+                budget.key.kind.value,
+                [caps[k] for k in range(first, last + 1)],
+                list(range(first, last + 1)),
+                [budget.known.get(k, (None, 0))[0] for k in range(first, last + 1)],
+            )
+
+    def allowance(self, key: BudgetKey, k: int) -> int:
+        """The most this process may grant in server window ``k`` while on the fallback."""
+        share = self.share_effective[key.kind]
+        cap = self.caps.get(key, {}).get(k, share)
+        return max(min(cap, share), self.spent.get(key, {}).get(k, 0))
+
+    def _blocked(self, key: BudgetKey, weight: int, now: int) -> int | None:
+        """Local ns from which ``weight`` no longer meets a capped window, or None."""
+        caps = self.caps.get(key)
+        if not caps:
+            return None
+        owner = self.owner
+        off = owner._offset
+        windows = owner._windows(now)
+        if off is None or not windows:
+            return None
+        spent = self.spent.get(key, {})
+        full = [k for k in windows if k in caps and spent.get(k, 0) + weight > caps[k]]
+        if not full:
+            return None
+        return (max(full) + 1) * owner._window_ns - off.offset + off.eps(now)
+
+    def _spend(self, key: BudgetKey, weight: int, now: int) -> None:
+        spent = self.spent.setdefault(key, {})
+        for k in self.owner._windows(now):
+            spent[k] = spent.get(k, 0) + weight
 
     def set_server_offset(self, offset_ns: int, error_ns: int) -> None:
         self.own.set_server_offset(offset_ns, error_ns)
@@ -1236,16 +1400,36 @@ class _Fallback:
             if max_wait is not None:
                 max_wait = max(0.0, max_wait - pause)
         started = anyio.current_time()
-        own = await self.own.acquire(budget.key, weight, max_wait=max_wait, priority=priority)
-        try:
-            left = (
-                None if max_wait is None else max(0.0, max_wait - (anyio.current_time() - started))
-            )
-            full = await self.full.acquire(budget.key, weight, max_wait=left, priority=priority)
-        except BaseException:
-            own.refund()
-            raise
-        return _FallbackPermit(own, full, weight)
+        deadline = None if max_wait is None else started + max_wait
+        key = budget.key
+        while True:
+            ready = self._blocked(key, weight, _now_ns())
+            if ready is not None:
+                # A window the fleet had already spent from: wait until the call cannot
+                # land in it any more.
+                pause = max(0.0, (ready - _now_ns()) / NS)
+                if deadline is not None and anyio.current_time() + pause > deadline:
+                    raise RateLimitTimeoutError(
+                        f"{weight} weight on the fallback needs {pause:.3f} s, more than max_wait",
+                        wait=pause,
+                    )
+                await anyio.sleep(pause + 0.001)
+                continue
+            left = None if deadline is None else max(0.0, deadline - anyio.current_time())
+            own = await self.own.acquire(key, weight, max_wait=left, priority=priority)
+            try:
+                left = None if deadline is None else max(0.0, deadline - anyio.current_time())
+                full = await self.full.acquire(key, weight, max_wait=left, priority=priority)
+            except BaseException:
+                own.refund()
+                raise
+            now = _now_ns()
+            if self._blocked(key, weight, now) is not None:
+                own.refund()
+                full.refund()
+                continue
+            self._spend(key, weight, now)
+            return _FallbackPermit(own, full, weight)
 
 
 def _now_ns() -> int:
