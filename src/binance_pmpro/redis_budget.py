@@ -106,6 +106,10 @@ class _FellBack(_Unavailable):
     """The limiter switched to its fallback while this waiter was queued in Redis."""
 
 
+class _Rejoined(Exception):
+    """The limiter rejoined Redis while this waiter was queued on the fallback."""
+
+
 def _tag(text: str) -> str:
     # Hash tags end at the first "}", and key names should stay printable: escape the rest.
     return _TAG_SAFE.sub(lambda m: f"%{ord(m.group()):02X}", text)
@@ -256,6 +260,7 @@ class RedisPermit:
         "_observed",
         "_refund",
         "granted_at",
+        "redis_at",
         "sent",
         "sent_at",
         "seq",
@@ -284,6 +289,7 @@ class RedisPermit:
         self.windows = windows
         self.snaps = snaps
         self.granted_at = granted_at
+        self.redis_at = 0  # the grant's time on Redis's clock (us)
         self.sent = False
         self.sent_at = granted_at
         self._observed: tuple[int, int | None, int | None, int] | None = None
@@ -371,10 +377,13 @@ class RedisRateLimiter:
       the ledger of the server windows the request may land in. The weight is spread
       through the window, never spent at once and then waited for.
     - **Header reconciliation**: each response's used-weight header is folded into its
-      server window by the max rule (what the server counted beyond the weight it surely
-      includes of the fleet's is others' weight), so traffic outside the fleet is respected;
-      that weight also slows the pace, keeping room for the rest of the window. This needs
-      the server clock offset (the client's clock sync provides it).
+      server window: what the server counted beyond the weight it surely includes of the
+      fleet's bounds others' weight (or the fleet's still in flight), until a request
+      granted after that reading was written reports in turn (as the local limiter's
+      sent/received rule), so traffic outside the fleet is respected and the fleet's own
+      weight in flight is not counted twice; others' weight also slows the pace, keeping
+      room for the rest of the window. This needs the server clock offset (the client's
+      clock sync provides it).
     - **Priorities and FIFO**: each waiter takes a ticket in a Redis queue per budget;
       HIGH tickets are served before NORMAL ones, each class in ticket order, whatever
       process holds them. Tickets carry leases renewed by heartbeats, so a crashed process
@@ -468,7 +477,7 @@ class RedisRateLimiter:
         self._bans: dict[str, int] = {}  # IP group -> local ns the ban ends
         self._offset: _Offset | None = None
         self._deferred: list[RedisPermit] = []
-        self._reports: list[tuple[_RBudget, list[str], tuple[int, int, int, int]]] = []
+        self._reports: list[tuple[_RBudget, list[str], tuple[int, int, int, int, int]]] = []
         self._flushing = False
         self._fallback: _Fallback | None = None
         self._down_since: int | None = None
@@ -694,21 +703,27 @@ class RedisRateLimiter:
         self._check_ban(key, now)
         deadline = None if max_wait is None else now + max(0, round(max_wait * NS))
         budget = self._budget(key)
-        if self._fallback is None:
+        while True:
+            if self._fallback is None:
+                try:
+                    await self._start()
+                    return await self._acquire_shared(budget, weight, int(priority), deadline)
+                except _Unavailable as exc:
+                    if self.strict:
+                        raise self._unavailable_error(exc) from None
+                    if not isinstance(exc, _FellBack):
+                        self._went_down(exc)
+            elif self.strict:
+                raise self._unavailable_error(RuntimeError("Redis did not answer"))
+            fallback = self._fallback
+            if fallback is None:
+                continue  # rejoined meanwhile
+            remaining = None if deadline is None else max(0.0, (deadline - _now_ns()) / NS)
             try:
-                await self._start()
-                return await self._acquire_shared(budget, weight, int(priority), deadline)
-            except _Unavailable as exc:
-                if self.strict:
-                    raise self._unavailable_error(exc) from None
-                if not isinstance(exc, _FellBack):
-                    self._went_down(exc)
-        elif self.strict:
-            raise self._unavailable_error(RuntimeError("Redis did not answer"))
-        fallback = self._fallback
-        assert fallback is not None
-        remaining = None if deadline is None else max(0.0, (deadline - _now_ns()) / NS)
-        return await fallback.acquire(budget, weight, remaining, priority)
+                return await fallback.acquire(budget, weight, remaining, priority)
+            except _Rejoined:
+                # Back on the shared budget: what is granted now must be in its ledger.
+                self._check_ban(key, _now_ns())
 
     def _check_ban(self, key: BudgetKey, now: int) -> None:
         until = self._bans.get(key.group, 0)
@@ -771,10 +786,17 @@ class RedisRateLimiter:
                     if exact:
                         # The head's ready time is computed: sleep until then.
                         delay = wait_ns / NS
+                    elif wait_ns > _MIN_POLL * NS:
+                        # Behind waiters of other processes: the estimate (when they are
+                        # served at the pace) is a lower bound; look again then. A pause
+                        # grown on earlier misses would leave the pacer idle once this
+                        # waiter is first, so the estimate resets it.
+                        delay = min(wait_ns / NS, _MAX_POLL)
+                        poll = _MIN_POLL
                     else:
-                        # Behind waiters of other processes: the estimate is a lower bound,
-                        # look again with a growing pause, never in a tight loop.
-                        delay = min(max(wait_ns / NS, poll), _MAX_POLL)
+                        # Those ahead are late: look again with a growing pause, never in
+                        # a tight loop.
+                        delay = poll
                         poll = min(poll * 2, _MAX_POLL)
                     delay += random.uniform(0, 0.001)  # noqa: S311 - de-synchronises processes
                 wait = None
@@ -853,6 +875,7 @@ class RedisRateLimiter:
                     tuple(int(x) for x in reply[3 : 3 + n]),
                     now,
                 )
+                permit.redis_at = int(reply[3 + 2 * n])
                 budget.in_flight += 1
                 if (
                     windows
@@ -908,6 +931,11 @@ class RedisRateLimiter:
                     f"{wait / NS:.3f} s, more than max_wait",
                     wait=wait / NS,
                 )
+            if code == 2:
+                # A full window can free up before it ends (a refund; a process rejoining
+                # after an outage gives back the share it reserved): look again now and
+                # then rather than sleeping to the boundary.
+                wait = min(wait, round(_MAX_POLL * NS))
             return max(wait, 1), exact
         return max(self._spread_ns // 4, 1), False
 
@@ -991,7 +1019,8 @@ class RedisRateLimiter:
                     # Off the caller's path, several in one call: until it lands, the
                     # weight stays charged to every window it might have hit and the count
                     # is read lower, both on the safe side.
-                    self._reports.append((budget, keys, (permit.weight, keep, value, snap)))
+                    item = (permit.weight, keep, value, snap, permit.redis_at)
+                    self._reports.append((budget, keys, item))
                     tg = self._tg
                     if tg is None:
                         await self._flush_reports()
@@ -1010,21 +1039,22 @@ class RedisRateLimiter:
             await anyio.sleep(_REPORT_DELAY)
             while self._reports:
                 batch, self._reports = self._reports, []
-                per_budget: dict[str, list[tuple[list[str], tuple[int, int, int, int]]]] = {}
+                per_budget: dict[str, list[tuple[list[str], tuple[int, int, int, int, int]]]] = {}
                 for budget, keys, item in batch:
                     per_budget.setdefault(budget.tag, []).append((keys, item))
                 for items in per_budget.values():
                     for at in range(0, len(items), _REPORTS_PER_CALL):
                         union: list[str] = []
                         args: list[int] = [0]
-                        for keys, (weight, keep, used, snap) in items[at : at + _REPORTS_PER_CALL]:
+                        for keys, item in items[at : at + _REPORTS_PER_CALL]:
+                            weight, keep, used, snap, granted = item
                             index = []
                             for key in keys:
                                 if key not in union:
                                     union.append(key)
                                 index.append(union.index(key) + 1)
                             kept = index[keep - 1] if keep else 0
-                            args += [weight, kept, used, snap, len(index), *index]
+                            args += [weight, kept, used, snap, granted, len(index), *index]
                             args[0] += 1
                         await self._call(self._complete_script, union, args)
         except _Unavailable as exc:
@@ -1197,6 +1227,7 @@ class RedisRateLimiter:
             self._fallback = None
             self._down_since = None
             self._back_at = None
+            fallback.close()
             logger.info("rejoined the shared rate-limit budget")
             # Heartbeat at once so the others count us again.
             try:
@@ -1283,6 +1314,10 @@ class _Fallback:
         self.spent: dict[BudgetKey, dict[int, int]] = {}
         self.reserved: dict[BudgetKey, dict[int, int]] = {}
         self.share_effective: dict[Budget, int] = {}
+        # Waits in progress: cancelled on rejoin, so that the waiters ask Redis instead
+        # (weight granted here after the rejoin would be in no ledger).
+        self.active = True
+        self.waits: set[anyio.CancelScope] = set()
 
         def share(kind: Budget) -> int:
             limit = owner.limits[kind]
@@ -1350,6 +1385,12 @@ class _Fallback:
                 [budget.known.get(k, (None, 0))[0] for k in range(first, last + 1)],
             )
 
+    def close(self) -> None:
+        """The limiter rejoined Redis: every wait here ends, its caller asks Redis."""
+        self.active = False
+        for scope in self.waits:
+            scope.cancel()
+
     def allowance(self, key: BudgetKey, k: int) -> int:
         """The most this process may grant in server window ``k`` while on the fallback."""
         share = self.share_effective[key.kind]
@@ -1403,33 +1444,51 @@ class _Fallback:
         deadline = None if max_wait is None else started + max_wait
         key = budget.key
         while True:
-            ready = self._blocked(key, weight, _now_ns())
-            if ready is not None:
-                # A window the fleet had already spent from: wait until the call cannot
-                # land in it any more.
-                pause = max(0.0, (ready - _now_ns()) / NS)
-                if deadline is not None and anyio.current_time() + pause > deadline:
-                    raise RateLimitTimeoutError(
-                        f"{weight} weight on the fallback needs {pause:.3f} s, more than max_wait",
-                        wait=pause,
-                    )
-                await anyio.sleep(pause + 0.001)
-                continue
-            left = None if deadline is None else max(0.0, deadline - anyio.current_time())
-            own = await self.own.acquire(key, weight, max_wait=left, priority=priority)
-            try:
-                left = None if deadline is None else max(0.0, deadline - anyio.current_time())
-                full = await self.full.acquire(key, weight, max_wait=left, priority=priority)
-            except BaseException:
-                own.refund()
-                raise
+            if not self.active:
+                raise _Rejoined
+            permits: tuple[LimiterPermit, LimiterPermit] | None = None
+            with anyio.CancelScope() as scope:
+                self.waits.add(scope)
+                try:
+                    permits = await self._acquire_local(key, weight, deadline, priority)
+                finally:
+                    self.waits.discard(scope)
+            if permits is None:
+                continue  # waited out a capped window, or rejoined (checked above)
+            own, full = permits
             now = _now_ns()
-            if self._blocked(key, weight, now) is not None:
+            if not self.active or self._blocked(key, weight, now) is not None:
                 own.refund()
                 full.refund()
                 continue
             self._spend(key, weight, now)
             return _FallbackPermit(own, full, weight)
+
+    async def _acquire_local(
+        self, key: BudgetKey, weight: int, deadline: float | None, priority: Priority
+    ) -> tuple[LimiterPermit, LimiterPermit] | None:
+        """Both local permits, or None after waiting for a capped window to pass."""
+        ready = self._blocked(key, weight, _now_ns())
+        if ready is not None:
+            # A window the fleet had already spent from: wait until the call cannot land
+            # in it any more.
+            pause = max(0.0, (ready - _now_ns()) / NS)
+            if deadline is not None and anyio.current_time() + pause > deadline:
+                raise RateLimitTimeoutError(
+                    f"{weight} weight on the fallback needs {pause:.3f} s, more than max_wait",
+                    wait=pause,
+                )
+            await anyio.sleep(pause + 0.001)
+            return None
+        left = None if deadline is None else max(0.0, deadline - anyio.current_time())
+        own = await self.own.acquire(key, weight, max_wait=left, priority=priority)
+        try:
+            left = None if deadline is None else max(0.0, deadline - anyio.current_time())
+            full = await self.full.acquire(key, weight, max_wait=left, priority=priority)
+        except BaseException:
+            own.refund()
+            raise
+        return own, full
 
 
 def _now_ns() -> int:
