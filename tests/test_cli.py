@@ -11,6 +11,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -425,6 +426,19 @@ def _readline(stream: Any, timeout: float) -> str:
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
     return lines.get(timeout=timeout)
+
+
+def test_fake_exchange_port_in_use_is_a_usage_error_not_a_crash() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("fake-exchange", "--port", str(port))
+    assert result.returncode == cli.EXIT_USAGE, result.stderr
+    assert result.stdout == ""  # no JSON line: nothing is served
+    assert f"error: cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "internal error" not in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

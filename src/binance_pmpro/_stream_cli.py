@@ -27,6 +27,7 @@ from .cli import (
     _add_common,
     _add_connection_options,
     _client_options,
+    _count,
     _credentials_configured,
     _make_live_client,
     _refuse_demo_with_credentials,
@@ -95,16 +96,6 @@ def add_stream_url_option(parser: argparse.ArgumentParser) -> None:
         "wss://fstream.binance.com/pm-classic with Binance's own --base-url, none with "
         "another); ws:// only for loopback hosts",
     )
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def add_stream_command(commands: Any) -> None:

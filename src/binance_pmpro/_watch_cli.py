@@ -25,6 +25,7 @@ from .cli import (
     _add_common,
     _add_connection_options,
     _client_options,
+    _count,
     _credentials_configured,
     _decimal_arg,
     _make_live_client,
@@ -100,16 +101,6 @@ _EPILOG = EXIT_CODES_HELP.replace(
 
 def _every(text: str) -> float:
     return _seconds(text, allow_zero=False)
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def _level(text: str) -> Decimal:

@@ -463,6 +463,14 @@ def _int_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
 
 
+def _count(text: str) -> int:
+    """A whole number of at least 1 (``--count``)."""
+    value = _int_arg(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _time_arg(text: str) -> int:
     """Epoch ms, or an ISO 8601 date/time (UTC unless it carries an offset)."""
     if text.isdigit():
@@ -1259,7 +1267,13 @@ async def _run_fake_exchange(args: argparse.Namespace, secrets: _Secrets) -> int
         )
 
     async def serve(wait: Callable[[], Any]) -> None:
-        async with fake.serve(host=args.host, port=args.port) as server:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                server = await stack.enter_async_context(fake.serve(host=args.host, port=args.port))
+            except OSError as exc:
+                # An address this host does not own, a port in use: the options are at
+                # fault, not the program.
+                raise _CannotListen(f"cannot listen on {args.host}:{args.port}: {exc}") from exc
             line = {
                 "base_url": server.base_url,
                 "api_key": fake.demo_api_key,
@@ -1276,22 +1290,29 @@ async def _run_fake_exchange(args: argparse.Namespace, secrets: _Secrets) -> int
             )
             await wait()
 
-    if sys.platform == "win32":  # no signal receiver there: Ctrl-C ends the sleep instead
-        with contextlib.suppress(KeyboardInterrupt):
-            await serve(anyio.sleep_forever)
-        return EXIT_OK
+    try:
+        if sys.platform == "win32":  # no signal receiver there: Ctrl-C ends the sleep instead
+            with contextlib.suppress(KeyboardInterrupt):
+                await serve(anyio.sleep_forever)
+            return EXIT_OK
 
-    # The receiver is in place before the first line is printed, so a reader may signal
-    # the process as soon as it has read the line.
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # The receiver is in place before the first line is printed, so a reader may signal
+        # the process as soon as it has read the line.
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
 
-        async def until_signal() -> None:
-            async for signum in signals:
-                log.debug("received signal %s, shutting down", signum)
-                return
+            async def until_signal() -> None:
+                async for signum in signals:
+                    log.debug("received signal %s, shutting down", signum)
+                    return
 
-        await serve(until_signal)
+            await serve(until_signal)
+    except _CannotListen as exc:
+        return _fail(str(exc), EXIT_USAGE, secrets)
     return EXIT_OK
+
+
+class _CannotListen(Exception):
+    """The fake exchange could not bind the address given on the command line."""
 
 
 # --- entry point ---------------------------------------------------------------------------

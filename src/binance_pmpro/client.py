@@ -136,7 +136,9 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin, UserStreamMi
       requests, for hosts with their own time discipline; switches ``time_sync`` off.
     - ``transport``: ``"auto"`` (the fast transport on asyncio when httptools is installed,
       no ``http_client`` is given and no proxy is configured; httpx otherwise), ``"httpx"``,
-      ``"fast"``, or a :class:`~binance_pmpro.transport.Transport` object.
+      ``"fast"``, or a :class:`~binance_pmpro.transport.Transport` object. Such an object
+      gets every request, :meth:`user_stream`'s listen key calls included: those have paths
+      under ``/fapi/`` and belong on ``futures_base_url``, so it routes them by path.
     - ``max_connections``, ``idle_timeout``: the connection pool's size and how long (s)
       an idle keep-alive connection is kept (httpx keeps its own 30 s).
     - ``ssl_context``: TLS settings (a private CA, client certificates); certificate and
@@ -819,29 +821,24 @@ def _fast_unavailable(http_client: httpx.AsyncClient | None) -> str | None:
 
 
 def _check_base_url(base_url: str) -> str:
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"base_url must be an http(s) URL, not {base_url!r}")
-    if parts.query or parts.fragment:
-        raise ConfigurationError("base_url must not carry a query or fragment")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ConfigurationError(
-            f"refusing plain http:// to {parts.hostname}: API keys and signed requests must "
-            "not travel in clear text (http:// is allowed for loopback hosts only)"
-        )
-    return base_url.rstrip("/")
+    return _check_url(base_url, "base_url", "http", "API keys and signed requests")
 
 
 def _check_stream_url(url: str) -> str:
+    return _check_url(url, "stream_url", "ws", "the listen key")
+
+
+def _check_url(url: str, option: str, plain: str, secret: str) -> str:
+    """``url`` without a trailing slash, if it is ``<plain>s://`` or ``<plain>://`` to loopback."""
     parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise ConfigurationError(f"stream_url must be a ws(s):// URL, not {url!r}")
+    if parts.scheme not in (plain, plain + "s") or not parts.hostname:
+        raise ConfigurationError(f"{option} must be a {plain}s:// or {plain}:// URL, not {url!r}")
     if parts.query or parts.fragment:
-        raise ConfigurationError("stream_url must not carry a query or fragment")
-    if parts.scheme == "ws" and not _is_loopback(parts.hostname):
+        raise ConfigurationError(f"{option} must not carry a query or fragment")
+    if parts.scheme == plain and not _is_loopback(parts.hostname):
         raise ConfigurationError(
-            f"refusing plain ws:// to {parts.hostname}: the listen key must not travel in "
-            "clear text (ws:// is allowed for loopback hosts only)"
+            f"refusing plain {plain}:// to {parts.hostname}: {secret} must not travel in "
+            f"clear text ({plain}:// is allowed for loopback hosts only)"
         )
     return url.rstrip("/")
 

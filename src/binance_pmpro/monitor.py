@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_chec
 
 import anyio
 
-from .endpoints import ACCOUNT_INFO, Endpoint
+from ._host import ClientHost
+from .endpoints import ACCOUNT_INFO
 from .errors import (
     AuthenticationError,
     BinanceError,
@@ -475,24 +476,8 @@ class RiskMonitor:
 # --- the poll loop (a client method) --------------------------------------------------------
 
 
-class WatchMixin:
+class WatchMixin(ClientHost):
     """:meth:`watch_account`, mixed into :class:`~binance_pmpro.PortfolioMarginProClient`."""
-
-    if TYPE_CHECKING:
-        max_wait: float
-        call_timeout: float | None
-        stream_url: str | None
-
-        async def _call(
-            self,
-            endpoint: Endpoint,
-            params: Mapping[str, Any],
-            *,
-            recv_window: int | None = None,
-            max_wait: float | None = None,
-            call_timeout: float | None = None,
-            priority: Priority = Priority.NORMAL,
-        ) -> Any: ...
 
     async def watch_account(
         self,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
+from ._host import ClientHost
 from .decoding import ResponseDecoder
 from .endpoints import (
     ACCOUNT_INFO,
@@ -80,8 +81,7 @@ from .models import (
 from .validation import DAY_MS, CapLedger, EndpointCapError, ParameterError, prepare_params
 
 if TYPE_CHECKING:
-    from .clock import ServerClock
-    from .transport import Response
+    pass
 
 __all__ = ["PortfolioEndpointsMixin", "WriteOutcomeUnknownError", "decode_response"]
 
@@ -135,7 +135,7 @@ def decode_response(endpoint: Endpoint, body: bytes, status: int = 200) -> Any:
     return _decoder(endpoint.response).decode(body, status)
 
 
-class PortfolioEndpointsMixin:
+class PortfolioEndpointsMixin(ClientHost):
     """The Portfolio Margin Pro endpoints as typed methods; mixed into
     :class:`~binance_pmpro.PortfolioMarginProClient`.
 
@@ -144,31 +144,6 @@ class PortfolioEndpointsMixin:
     ``call_timeout`` (s for the whole call, retries included). Amounts are ``Decimal``
     (a float is refused), times aware ``datetime`` objects.
     """
-
-    if TYPE_CHECKING:
-        # Provided by the client this mixin is part of.
-        _account: str
-        clock: ServerClock
-
-        async def _call(
-            self,
-            endpoint: Endpoint,
-            params: Mapping[str, Any],
-            *,
-            recv_window: int | None = None,
-            max_wait: float | None = None,
-            call_timeout: float | None = None,
-        ) -> Any: ...
-
-        async def _send(
-            self,
-            endpoint: Endpoint,
-            params: Mapping[str, Any],
-            *,
-            recv_window: int | None,
-            max_wait: float | None,
-            call_timeout: float | None = None,
-        ) -> Response: ...
 
     _portfolio_caps: CapLedger
 

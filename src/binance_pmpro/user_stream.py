@@ -32,19 +32,18 @@ import math
 import random
 import ssl
 from collections import deque
-from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
 
+from ._host import ClientHost
 from .endpoints import (
     ACCOUNT_INFO,
     LISTEN_KEY_CLOSE,
     LISTEN_KEY_CREATE,
     LISTEN_KEY_KEEPALIVE,
-    Endpoint,
 )
 from .errors import (
     AuthenticationError,
@@ -444,24 +443,8 @@ class UserStream:
             self._receive_scope.cancel()
 
 
-class UserStreamMixin:
+class UserStreamMixin(ClientHost):
     """:meth:`user_stream`, mixed into :class:`~binance_pmpro.PortfolioMarginProClient`."""
-
-    if TYPE_CHECKING:
-        stream_url: str | None
-        _stream_connector: WebSocketConnector | None
-        _ssl_context: ssl.SSLContext | None
-
-        async def _call(
-            self,
-            endpoint: Endpoint,
-            params: Mapping[str, Any],
-            *,
-            recv_window: int | None = None,
-            max_wait: float | None = None,
-            call_timeout: float | None = None,
-            priority: Priority = Priority.NORMAL,
-        ) -> Any: ...
 
     def user_stream(
         self,
