@@ -329,13 +329,15 @@ def refund(st: Store, keys: list[str], argv: list[Any], now: int) -> int:
 
 def charge(st: Store, keys: list[str], argv: list[Any], now: int) -> int:
     ttl = int(argv[0])
-    for key, raw in zip(keys, argv[1:], strict=True):
-        by = int(raw)
+    for i, key in enumerate(keys):
+        by, done = int(argv[1 + 2 * i]), int(argv[2 + 2 * i])
         if by > 0:
             st.hincrby(key, "charged", by)
             st.pexpire(key, ttl)
         elif by < 0 and st.exists(key):
             st.hincrby(key, "charged", by)
+        if done > 0 and st.exists(key):
+            st.hincrby(key, "done", done)
     return 1
 
 

@@ -214,7 +214,9 @@ class Harness:
         elif op == "charge":
             # A rejoining process reserves its local share, later gives back what it left.
             wins = self.windows() or [f"{PREFIX}w:{self.now // WINDOW_US}"]
-            amounts = [rng.choice([-300, -5, 5, 120, 594]) for _ in wins]
+            amounts = []
+            for _ in wins:
+                amounts += [rng.choice([-300, -5, 0, 5, 120, 594]), rng.choice([0, 0, 5, 50])]
             await self.run("charge", wins, [WIN_TTL_MS, *amounts])
         elif op == "drop" and self.tickets:
             member = rng.choice(sorted(self.tickets))

@@ -450,17 +450,22 @@ return redis.call('SMEMBERS', KEYS[2])
 )
 
 # KEYS: window hashes; ARGV: 1 window TTL (ms), then per key the weight to add to its
-# ``charged`` (negative: give back; only to a window that still exists). A process that
-# ran on its local share while Redis was away reserves that share here before it rejoins,
-# so processes already back cannot spend it too.
+# ``charged`` (negative: give back; only to a window that still exists) and to its ``done``.
+# A process that ran on its local share while Redis was away reserves that share here
+# before it rejoins, so processes already back cannot spend it too; rejoining, it gives
+# back what it did not spend and counts as done what the server answered there.
 CHARGE = """
 for i = 1, #KEYS do
-  local by = tonumber(ARGV[i + 1])
+  local by = tonumber(ARGV[2 * i])
+  local done = tonumber(ARGV[2 * i + 1])
   if by > 0 then
     redis.call('HINCRBY', KEYS[i], 'charged', by)
     redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[1]))
   elseif by < 0 and redis.call('EXISTS', KEYS[i]) == 1 then
     redis.call('HINCRBY', KEYS[i], 'charged', by)
+  end
+  if done > 0 and redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('HINCRBY', KEYS[i], 'done', done)
   end
 end
 return 1

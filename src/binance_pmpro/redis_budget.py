@@ -17,6 +17,7 @@ without being merged. coredis is an optional dependency (``pip install
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -24,7 +25,7 @@ import random
 import re
 import sys
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -1194,10 +1195,11 @@ class RedisRateLimiter:
                         if not windows:
                             continue
                         amounts = [fallback.allowance(budget.key, k) for k in windows]
+                        args = [self._window_ttl_ms]
+                        for amount in amounts:
+                            args += [amount, 0]
                         await self._call(
-                            self._charge_script,
-                            [budget.window(k) for k in windows],
-                            [self._window_ttl_ms, *amounts],
+                            self._charge_script, [budget.window(k) for k in windows], args
                         )
                         reserved.update(zip(windows, amounts, strict=True))
                 except _Unavailable:
@@ -1208,18 +1210,24 @@ class RedisRateLimiter:
                 (self._back_at - now) / NS,
             )
         if now >= self._back_at:
-            # Give back what this process reserved but did not spend on the fallback.
+            # Give back what this process reserved but did not spend on the fallback, and
+            # count as done what the server answered (later headers include it: without
+            # this it would read as others' weight for the rest of the window).
             try:
                 for key, reserved in fallback.reserved.items():
                     budget = self._budgets[key]
                     spent = fallback.spent.get(key, {})
-                    give = {k: r - spent.get(k, 0) for k, r in reserved.items()}
-                    windows = [k for k, g in give.items() if g > 0]
+                    answered = fallback.answered.get(key, {})
+                    args = [self._window_ttl_ms]
+                    windows = []
+                    for k, r in reserved.items():
+                        give = max(r - spent.get(k, 0), 0)
+                        if give or answered.get(k):
+                            windows.append(k)
+                            args += [-give, answered.get(k, 0)]
                     if windows:
                         await self._call(
-                            self._charge_script,
-                            [budget.window(k) for k in windows],
-                            [self._window_ttl_ms, *(-give[k] for k in windows)],
+                            self._charge_script, [budget.window(k) for k in windows], args
                         )
             except _Unavailable as exc:
                 self._went_down(exc)
@@ -1261,12 +1269,13 @@ class RedisRateLimiter:
 class _FallbackPermit:
     """A permit of the fallback: one from the process's share, one from the full budget."""
 
-    __slots__ = ("_full", "_own", "weight")
+    __slots__ = ("_full", "_own", "on_answer", "weight")
 
     def __init__(self, own: LimiterPermit, full: LimiterPermit, weight: int) -> None:
         self._own = own
         self._full = full
         self.weight = weight
+        self.on_answer: Callable[[], None] | None = None
 
     def mark_sent(self) -> None:
         self._own.mark_sent()
@@ -1282,6 +1291,10 @@ class _FallbackPermit:
         own = {k: v for k, v in headers.items() if k not in _USED_HEADERS}
         self._own.observe(status, own)
         self._full.observe(status, headers)
+        if status not in (418, 429) and self.on_answer is not None:
+            # The server counted it: once back on Redis, it is part of the window's done.
+            self.on_answer()
+            self.on_answer = None
 
     async def __aenter__(self) -> _FallbackPermit:
         return self
@@ -1318,6 +1331,8 @@ class _Fallback:
         # (weight granted here after the rejoin would be in no ledger).
         self.active = True
         self.waits: set[anyio.CancelScope] = set()
+        # Weight the server answered for, per budget and the one window it landed in.
+        self.answered: dict[BudgetKey, dict[int, int]] = {}
 
         def share(kind: Budget) -> int:
             limit = owner.limits[kind]
@@ -1413,10 +1428,17 @@ class _Fallback:
             return None
         return (max(full) + 1) * owner._window_ns - off.offset + off.eps(now)
 
-    def _spend(self, key: BudgetKey, weight: int, now: int) -> None:
+    def _spend(self, key: BudgetKey, weight: int, now: int) -> tuple[int, ...]:
         spent = self.spent.setdefault(key, {})
-        for k in self.owner._windows(now):
+        windows = self.owner._windows(now)
+        for k in windows:
             spent[k] = spent.get(k, 0) + weight
+        return windows
+
+    def _answered(self, key: BudgetKey, weight: int, windows: tuple[int, ...]) -> None:
+        if len(windows) == 1:
+            answered = self.answered.setdefault(key, {})
+            answered[windows[0]] = answered.get(windows[0], 0) + weight
 
     def set_server_offset(self, offset_ns: int, error_ns: int) -> None:
         self.own.set_server_offset(offset_ns, error_ns)
@@ -1461,8 +1483,10 @@ class _Fallback:
                 own.refund()
                 full.refund()
                 continue
-            self._spend(key, weight, now)
-            return _FallbackPermit(own, full, weight)
+            windows = self._spend(key, weight, now)
+            permit = _FallbackPermit(own, full, weight)
+            permit.on_answer = functools.partial(self._answered, key, weight, windows)
+            return permit
 
     async def _acquire_local(
         self, key: BudgetKey, weight: int, deadline: float | None, priority: Priority
