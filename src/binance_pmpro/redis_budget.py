@@ -1188,6 +1188,15 @@ class RedisRateLimiter:
                 eps = off.eps(back_at)
                 first = (now + off.offset - off.eps(now)) // w
                 last = (back_at + off.offset + eps + self._spread_ns) // w
+                rejoin_window = (back_at - self._spread_ns + off.offset + eps) // w
+                for budget in self._budgets.values():
+                    # The window of the rejoin gets no more weight from the fallback: its
+                    # ledger then holds only grants made through Redis, and no header
+                    # reading there counts fallback weight the ledger cannot place.
+                    caps = fallback.caps.setdefault(budget.key, {})
+                    spent = fallback.spent.get(budget.key, {})
+                    for k in range(max(first, rejoin_window), last + 1):
+                        caps[k] = min(caps.get(k, spent.get(k, 0)), spent.get(k, 0))
                 try:
                     for budget in list(self._budgets.values()):
                         reserved = fallback.reserved.setdefault(budget.key, {})
@@ -1269,15 +1278,20 @@ class RedisRateLimiter:
 class _FallbackPermit:
     """A permit of the fallback: one from the process's share, one from the full budget."""
 
-    __slots__ = ("_full", "_own", "on_answer", "weight")
+    __slots__ = ("_full", "_marked", "_own", "on_answer", "sent_at", "weight")
 
     def __init__(self, own: LimiterPermit, full: LimiterPermit, weight: int) -> None:
         self._own = own
         self._full = full
         self.weight = weight
-        self.on_answer: Callable[[], None] | None = None
+        self.on_answer: Callable[[int, int], None] | None = None
+        self.sent_at = 0
+        self._marked = False
 
     def mark_sent(self) -> None:
+        if not self._marked:
+            self._marked = True
+            self.sent_at = _now_ns()
         self._own.mark_sent()
         self._full.mark_sent()
 
@@ -1293,7 +1307,7 @@ class _FallbackPermit:
         self._full.observe(status, headers)
         if status not in (418, 429) and self.on_answer is not None:
             # The server counted it: once back on Redis, it is part of the window's done.
-            self.on_answer()
+            self.on_answer(self.sent_at, _now_ns())
             self.on_answer = None
 
     async def __aenter__(self) -> _FallbackPermit:
@@ -1435,10 +1449,18 @@ class _Fallback:
             spent[k] = spent.get(k, 0) + weight
         return windows
 
-    def _answered(self, key: BudgetKey, weight: int, windows: tuple[int, ...]) -> None:
-        if len(windows) == 1:
+    def _answered(self, key: BudgetKey, weight: int, sent: int, received: int) -> None:
+        """The server answered between ``sent`` and ``received``: note the window it
+        counted the weight in, when only one is possible."""
+        off = self.owner._offset
+        if off is None:
+            return
+        w = self.owner._window_ns
+        eps = off.eps(received)
+        lo = (sent + off.offset - eps) // w
+        if lo == (received + off.offset + eps) // w:
             answered = self.answered.setdefault(key, {})
-            answered[windows[0]] = answered.get(windows[0], 0) + weight
+            answered[lo] = answered.get(lo, 0) + weight
 
     def set_server_offset(self, offset_ns: int, error_ns: int) -> None:
         self.own.set_server_offset(offset_ns, error_ns)
@@ -1483,9 +1505,10 @@ class _Fallback:
                 own.refund()
                 full.refund()
                 continue
-            windows = self._spend(key, weight, now)
+            self._spend(key, weight, now)
             permit = _FallbackPermit(own, full, weight)
-            permit.on_answer = functools.partial(self._answered, key, weight, windows)
+            permit.sent_at = now
+            permit.on_answer = functools.partial(self._answered, key, weight)
             return permit
 
     async def _acquire_local(
