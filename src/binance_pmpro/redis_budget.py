@@ -403,8 +403,9 @@ class RedisRateLimiter:
       have been granted since). Calls queued in Redis move to the fallback at once. When
       Redis answers again, the process first reserves its fallback share in the (possibly
       emptied) ledger, then rejoins at a server-window boundary after every process has
-      had time to do the same, giving back what it did not spend. No call fails because of
-      the outage, and :meth:`aclose` succeeds.
+      had time to do the same (granting nothing locally in the window of the rejoin),
+      giving back what it did not spend. No call fails because of the outage, and
+      :meth:`aclose` succeeds.
       With ``strict=True`` it raises instead.
 
     Keys: one Redis Cluster hash tag per budget (``{uid|<account>|<endpoint>}``; the
