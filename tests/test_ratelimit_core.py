@@ -837,3 +837,98 @@ def test_core_property_ledger_never_undercounts_a_reported_window(
     core = make(limit, window=window, spread=J, offset=clock)
     server = _Server(offset=phase, window=window)
     _simulate(core, server, requests, foreign=foreign, check_ledger=True)
+
+
+class _Twins:
+    """Two cores driven in lockstep: ``fast`` decides through ``ready_now`` first (as the
+    async limiter does, which fills and uses its span cache), ``plain`` through
+    ``ready_at`` alone. Every answer and every window must agree."""
+
+    def __init__(self, fast: BudgetCore, plain: BudgetCore) -> None:
+        self.fast, self.plain = fast, plain
+        self.twin: dict[int, Grant] = {}
+        self.clock = fast.clock
+        self.effective = fast.effective
+        self.fast_answers = 0
+
+    def _agree(self, now: int) -> None:
+        offset = self.fast.clock.offset
+        if offset is not None:
+            k = (now + offset) // self.fast.window
+            for j in range(k - 2, k + 3):
+                assert self.fast.window_state(j) == self.plain.window_state(j), j
+        assert self.fast.granted_cum == self.plain.granted_cum
+        assert self.fast.outstanding == self.plain.outstanding
+        assert self.fast.paused_until == self.plain.paused_until
+
+    def ready_at(self, now: int, weight: int) -> int:
+        fast = self.fast.ready_now(now, weight)
+        ready = self.fast.ready_at(now, weight)
+        assert ready == self.plain.ready_at(now, weight)
+        assert not fast or ready <= now, (now, weight, ready)
+        self.fast_answers += fast
+        return ready
+
+    def grant(self, now: int, weight: int) -> Grant:
+        g = self.fast.grant(now, weight)
+        h = self.twin[id(g)] = self.plain.grant(now, weight)
+        assert g.windows == h.windows
+        self._agree(now)
+        return g
+
+    def refund(self, g: Grant, now: int) -> None:
+        assert self.fast.refund(g, now) == self.plain.refund(self.twin[id(g)], now)
+        self._agree(now)
+
+    def mark_sent(self, g: Grant, now: int) -> None:
+        self.fast.mark_sent(g, now)
+        self.plain.mark_sent(self.twin[id(g)], now)
+        assert g.windows == self.twin[id(g)].windows
+        assert g.snap == self.twin[id(g)].snap
+        self._agree(now)
+
+    def finish(self, g: Grant, now: int) -> None:
+        assert self.fast.finish(g, now) == self.plain.finish(self.twin[id(g)], now)
+
+    def on_response(self, g: Grant, now: int, status: int, used: int | None, **kw: int) -> None:
+        h = self.twin[id(g)]
+        assert self.fast.on_response(g, now, status, used, **kw) == self.plain.on_response(
+            h, now, status, used, **kw
+        )
+        assert g.windows == h.windows
+        self._agree(now)
+
+    def window_state(self, k: int) -> tuple[int, int, int] | None:
+        return self.fast.window_state(k)
+
+
+@PROPERTY
+@given(
+    requests=st.lists(_request, min_size=50, max_size=250),
+    limit=st.integers(200, 600),
+    phase=st.integers(-(10**12), 10**12),
+    error=st.integers(-50_000_000, 50_000_000),
+    drift=st.sampled_from([0, 100, 20_000]),
+    foreign=st.dictionaries(st.integers(0, 40), st.integers(1, 150), max_size=40),
+    aligned=st.booleans(),
+    probe=st.booleans(),
+)
+def test_core_property_fast_path_decides_and_books_exactly_as_ready_at(
+    requests: list[tuple[int, int, int, int, str]],
+    limit: int,
+    phase: int,
+    error: int,
+    drift: int,
+    foreign: dict[int, int],
+    aligned: bool,
+    probe: bool,
+) -> None:
+    window = 10 * NS
+    cores = []
+    for _ in range(2):
+        clock = ServerOffset(drift_ppm=drift, window_ns=window)
+        if aligned:
+            clock.set(phase + error, abs(error), T0)
+        cores.append(make(limit, window=window, spread=J, offset=clock, probe=probe))
+    twins = _Twins(*cores)
+    _simulate(twins, _Server(offset=phase, window=window), requests, foreign=foreign)  # type: ignore[arg-type]

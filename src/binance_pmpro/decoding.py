@@ -117,6 +117,7 @@ def _shape(struct: type[msgspec.Struct]) -> _Shape:
 _LITERAL_UNKNOWN = b'"UNKNOWN"'
 _ZERO = Decimal(0)
 _is_finite = Decimal.is_finite  # False for NaN, sNaN and infinities; never raises
+_astuple: Callable[[Any], tuple[Any, ...]] = msgspec.structs.astuple
 
 
 def _has_free_text(target: Any, seen: frozenset[Any] = frozenset()) -> bool:
@@ -153,41 +154,69 @@ def _has_free_text(target: Any, seen: frozenset[Any] = frozenset()) -> bool:
     return False
 
 
+def _pick(indices: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]] | None:
+    """A C-level getter of ``indices`` from a tuple, always returning a tuple (a lone index
+    is fetched twice: the checks below only ask "all finite?", "any UNKNOWN?", "all None?",
+    which a duplicate does not change)."""
+    if not indices:
+        return None
+    return operator.itemgetter(*indices) if len(indices) > 1 else operator.itemgetter(*indices * 2)
+
+
+_Getter = Callable[[tuple[Any, ...]], tuple[Any, ...]]
+_FlatParts = tuple[_Getter | None, _Getter | None, _Getter | None, tuple[None, ...]]
+
+
+def _check_parts(struct: type[msgspec.Struct]) -> tuple[_FlatParts, tuple[int, ...]]:
+    """Getters of one Struct type's amounts, open enums and their raw companions, by
+    position in ``msgspec.structs.astuple`` (several times cheaper than an attribute
+    getter), the all-None value of the raw companions, and the positions of nested values."""
+    shape = _shape(struct)
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+    index = {f.name: i for i, f in enumerate(info.fields)}
+    enum_names = tuple(name for name, _ in shape.enums)
+    # The raw-string companions of the open enums come only from the slow path: one set by
+    # the body itself (a "<name>.raw" key) is left to the slow path too.
+    raw_indices = tuple(index[f"{name}_raw"] for name in enum_names)
+    parts = (
+        _pick(tuple(index[name] for name in shape.amounts)),
+        _pick(tuple(index[name] for name in enum_names)),
+        _pick(raw_indices),
+        (None,) * max(len(raw_indices), 2),
+    )
+    return parts, tuple(index[name] for name, _ in shape.nested)
+
+
+def _values_ok(values: tuple[Any, ...], parts: _FlatParts) -> bool:
+    """Every amount finite, no open enum ``UNKNOWN``, no raw companion set."""
+    get_amounts, get_enums, get_raws, no_raws = parts
+    if get_amounts is not None:
+        amounts = get_amounts(values)
+        try:
+            finite = all(map(_is_finite, amounts))
+        except TypeError:  # a None (an empty amount) among them
+            finite = all(map(_is_finite, filter(None, amounts)))
+        if not finite:
+            return False
+    # Open enums are str enums: an UNKNOWN member compares equal to its value.
+    if get_enums is not None and "UNKNOWN" in get_enums(values):
+        return False
+    return get_raws is None or get_raws(values) == no_raws
+
+
 def _struct_check(struct: type[msgspec.Struct]) -> Callable[[Any], bool]:
     """The fast path's check of one decoded Struct, compiled once per type: every amount
     finite, no open enum decoded as ``UNKNOWN`` (its raw string
     must then be kept, which the slow path does), and the same for nested values."""
-    shape = _shape(struct)
-    get_amounts = shape.get_amounts
-    enum_names = tuple(name for name, _ in shape.enums)
-    get_enums: Callable[[Any], Any] | None = None
-    if len(enum_names) > 1:
-        get_enums = operator.attrgetter(*enum_names)
-    elif enum_names:
-        only = enum_names[0]
-        get_enums = lambda obj: (getattr(obj, only),)  # noqa: E731
-    nested = tuple(name for name, _ in shape.nested)
-    # The raw-string companions of the open enums come only from the slow path: one set by
-    # the body itself (a "<name>.raw" key) is left to the slow path too.
-    raw_names = tuple(f"{name}_raw" for name in enum_names)
-    get_raws = operator.attrgetter(*raw_names) if raw_names else None
-    no_raws = None if len(raw_names) == 1 else (None,) * len(raw_names)
+    parts, nested = _check_parts(struct)
+    astuple = msgspec.structs.astuple
 
     def check(obj: Any) -> bool:
-        if get_amounts is not None:
-            values = get_amounts(obj)
-            try:
-                finite = all(map(_is_finite, values))
-            except TypeError:  # a None (an empty amount) among them
-                finite = all(map(_is_finite, filter(None, values)))
-            if not finite:
-                return False
-        # Open enums are str enums: an UNKNOWN member compares equal to its value.
-        if get_enums is not None and "UNKNOWN" in get_enums(obj):
+        values = astuple(obj)
+        if not _values_ok(values, parts):
             return False
-        if get_raws is not None and get_raws(obj) != no_raws:
-            return False
-        return all(_fast_ok(getattr(obj, name)) for name in nested) if nested else True
+        return all(_fast_ok(values[i]) for i in nested) if nested else True
 
     return check
 
@@ -356,33 +385,34 @@ def _field_of(exc: msgspec.ValidationError) -> str | None:
 _GROUPING = re.compile(rb",\d")
 # A whole string in strict groups of three, quotes included: "-122,559.9".
 _QUOTED_GROUPED = re.compile(rb'"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?"')
+# A string with exactly one separator, quotes included: "-122,559.9".
+_ONE_GROUP = re.compile(rb'"[+-]?\d{1,3},\d{3}(?:\.\d+)?"')
 # One member whose value is an amount in strict groups of three: "name":"-1,234.5".
 _GROUPED_MEMBER = re.compile(rb'"([^"]*)":("[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")')
 
 
-def _strip_grouped_strings(body: bytes, comma: int) -> bytes | None:
-    """``body`` with the separators removed from every string in strict groups of three,
-    starting at the separator at index ``comma``; None unless every comma-digit is in one.
+def _strip_first_grouped(body: bytes, comma: int) -> bytes:
+    """``body`` with the separators removed from the string in strict groups of three that
+    holds the comma-digit at index ``comma``; ``body`` itself when it is not in one.
 
     For types without free text (see :func:`_has_free_text`): a string in that form can
     only be an amount (wanted), an open enum's value (then unknown: the check sends the body
-    to the slow path) or in a field the type does not have (ignored by the decode).
+    to the slow path) or in a field the type does not have (ignored by the decode). Only the
+    first such string is rewritten, which is all the documented example needs: any further
+    comma-digit is left in place, so if it is in an amount msgspec refuses it and the quirk
+    patcher (or the slow path, for a malformed group like ``"1,22"``) takes over.
     """
-    out = b""
-    start = 0
-    while True:
-        quote = body.rfind(b'"', start, comma)
-        # No quote between ``quote`` and the comma: a match at ``quote`` contains it.
-        match = _QUOTED_GROUPED.match(body, quote) if quote >= 0 else None
-        if match is None:
-            return None
-        end = match.end()
-        out += body[start:quote] + match.group().replace(b",", b"")
-        found = _GROUPING.search(body, end)
-        if found is None:
-            return out + body[end:]
-        start = end
-        comma = found.start()
+    # The common case, one separator ("122,559.9"), is tried first, inlined in
+    # ResponseDecoder.decode (this is its general case): the string starts at most 5 bytes
+    # before the comma (quote, sign, three digits), and a match starting before the comma
+    # is at least 7 bytes long, so the comma it contains is this one. One regex search from
+    # there, two slices.
+    quote = body.rfind(b'"', 0, comma)
+    # No quote between ``quote`` and the comma: a match at ``quote`` contains it.
+    match = _QUOTED_GROUPED.match(body, quote) if quote >= 0 else None
+    if match is None:
+        return body
+    return body[:quote] + match.group().replace(b",", b"") + body[match.end() :]
 
 
 def _strip_grouped_amounts(body: bytes, comma: int, amounts: frozenset[bytes]) -> bytes | None:
@@ -416,7 +446,7 @@ class ResponseDecoder(Generic[T]):
     Build one per type and reuse it: it holds the compiled msgspec decoder.
     """
 
-    __slots__ = ("_amount_bytes", "_amounts", "_check", "_decoder", "type")
+    __slots__ = ("_amount_bytes", "_amounts", "_check", "_decoder", "_flat", "type")
 
     def __init__(self, type_: type[T]) -> None:
         self.type = type_
@@ -426,27 +456,54 @@ class ResponseDecoder(Generic[T]):
         if _has_free_text(type_):
             self._amount_bytes = frozenset(name.encode() for name in self._amounts)
         self._check: Callable[[Any], bool] = _fast_ok
+        # A Struct with no nested Structs (AccountInfo) is checked inline by decode().
+        self._flat: _FlatParts | None = None
         if isinstance(type_, type) and issubclass(type_, msgspec.Struct):
             self._check = _checks.get(type_) or _checks.setdefault(type_, _struct_check(type_))
+            parts, nested = _check_parts(type_)
+            if not nested:
+                self._flat = parts
 
     def decode(self, body: bytes, status: int = 200) -> T:
         """Decode ``body``; raise :class:`DecodeError` (or an :class:`APIError` carried in a
         200 body) when it is not a valid ``T``."""
-        seen = UNKNOWN_VALUES_SEEN[0]
+        flat = self._flat
+        # A flat Struct needs no count of unknown enum values: each of its open enums is
+        # looked at below, and one without a raw companion decodes the same on both paths.
+        seen = 0 if flat is not None else UNKNOWN_VALUES_SEEN[0]
         data = body
         grouping = _GROUPING.search(body)
         if grouping is not None:
             amounts = self._amount_bytes
-            data = (
-                _strip_grouped_strings(body, grouping.start())
-                if amounts is None
-                else _strip_grouped_amounts(body, grouping.start(), amounts)
-            ) or body
+            if amounts is None:
+                # _strip_first_grouped's common case, one separator (see there).
+                comma = grouping.start()
+                match = _ONE_GROUP.search(body, comma - 5 if comma > 5 else 0)
+                if match is not None and match.start() < comma:
+                    data = body[:comma] + body[comma + 1 :]
+                else:
+                    data = _strip_first_grouped(body, comma)
+            else:
+                data = _strip_grouped_amounts(body, grouping.start(), amounts) or body
         try:
             result = self._decoder.decode(data)
         except (msgspec.ValidationError, msgspec.DecodeError):
             return self._decode_quirky(body, status)
-        if UNKNOWN_VALUES_SEEN[0] == seen and self._check(result):
+        if flat is not None:
+            # _values_ok, inlined: this is the per-call path of account_info().
+            get_amounts, get_enums, get_raws, no_raws = flat
+            values = _astuple(result)
+            try:
+                finite = get_amounts is None or all(map(_is_finite, get_amounts(values)))
+            except TypeError:  # a None (an empty amount) among them
+                finite = _values_ok(values, flat)
+            if (
+                finite
+                and (get_enums is None or "UNKNOWN" not in get_enums(values))
+                and (get_raws is None or get_raws(values) == no_raws)
+            ):
+                return result
+        elif UNKNOWN_VALUES_SEEN[0] == seen and self._check(result):
             return result
         return _slow_decode(body, self.type, status)
 

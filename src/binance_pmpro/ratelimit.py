@@ -175,10 +175,13 @@ class ServerOffset:
         "offset",
         "phase_only",
         "set_at",
+        "version",
         "window",
     )
 
     def __init__(self, drift_ppm: int = 100, window_ns: int = WINDOW_NS) -> None:
+        # Bumped whenever offset, error or set_at change: budgets cache derived figures.
+        self.version = 0
         self.offset: int | None = None
         self.error = 0
         self.set_at = 0
@@ -198,6 +201,7 @@ class ServerOffset:
         self.offset = int(offset_ns)
         self.error = int(error_ns)
         self.set_at = now
+        self.version += 1
         self.explicit = True
         self.phase_only = False
 
@@ -239,6 +243,7 @@ class ServerOffset:
                 # Contradicts what was learned from counts before: unlearn it, and from now
                 # on want a confirmation.
                 self.offset = None
+                self.version += 1
                 self._doubted = True
                 self._candidate = (-until, -after, now)
             return
@@ -272,11 +277,13 @@ class ServerOffset:
         self.offset = (lo + hi) // 2
         self.error = (hi - lo + 1) // 2
         self.set_at = now
+        self.version += 1
         self.phase_only = phase_only
 
     def clear(self) -> None:
         """Forget the offset (back to the mode that needs none)."""
         self.offset = None
+        self.version += 1
         self.explicit = False
         self.phase_only = False
         self._candidate = None
@@ -309,12 +316,14 @@ class _Window:
         "foreign",
         "frontier",
         "full",
+        "ks",
         "last_sent",
         "pending",
         "settled",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, k: int) -> None:
+        self.ks = (k,)  # the windows of a grant charged to this one alone (shared tuple)
         self.charged = 0  # own weight that may land in this window (in flight included)
         self.done = 0  # own weight the server's header proved it counted here
         self.foreign = 0  # lower bound of others' weight here (drives the foreign forecast)
@@ -466,6 +475,18 @@ class BudgetCore:
         self._seq = 0
         self._last_grant_at = 0
         self._last_response_at: int | None = None
+        # The span cache: while the clock's version is ``_sp_ver``, any request sent at a
+        # local time in [_sp_from, _sp_to] arrives within server minute ``_sp_k`` alone (for
+        # the error bound at any of those times), and is surely handled there if answered
+        # by ``_sp_to``: the window arithmetic of the common case, done once per span
+        # instead of per request. ``_sp_win`` / ``_sp_prev`` are windows k and k - 1 as
+        # they were when it was filled; creating or collecting a window empties it.
+        self._sp_ver = -1
+        self._sp_from = 0
+        self._sp_to = -1
+        self._sp_k = 0
+        self._sp_win: _Window | None = None
+        self._sp_prev: _Window | None = None
 
     # --- configuration ----------------------------------------------------------------
 
@@ -551,6 +572,32 @@ class BudgetCore:
             ready = max(ready, self._last_grant_at + self.probe_timeout)
         return ready
 
+    def _fill_span(self, now: int) -> None:
+        """Fill the span cache from ``now`` for up to a quarter window, when the whole
+        arrival interval of a request sent then lies in one server minute."""
+        self._sp_ver = -1
+        clock = self.clock
+        offset = clock.offset
+        if offset is None or now < clock.set_at:
+            return
+        w = self.window
+        horizon = now + w // 4
+        # The error bound only grows after set_at: its value at the horizon bounds it
+        # everywhere in [set_at, horizon].
+        eps = clock.error + (horizon - clock.set_at) * clock.drift_ppm // _PPM
+        if eps * 10 > w:
+            return
+        k = (now + offset - eps) // w
+        end = min(horizon, (k + 1) * w - offset - eps - self.spread - 1)
+        if end < now:
+            return
+        self._sp_from = max(k * w - offset + eps, clock.set_at)
+        self._sp_to = end
+        self._sp_k = k
+        self._sp_win = self._windows.get(k)
+        self._sp_prev = self._windows.get(k - 1)
+        self._sp_ver = clock.version
+
     def _cold(self, now: int) -> bool:
         last = self._last_response_at
         return last is None or now - last > self.window
@@ -614,9 +661,88 @@ class BudgetCore:
         pacer = -(-(base + (ahead + weight - tol) * self.span) // self._den)
         return max(now, pacer, self.paused_until, self.group.banned_until)
 
+    def ready_now(self, now: int, weight: int) -> bool:
+        """True when ``ready_at(now, weight) <= now`` is certain from the common case alone:
+        nothing paused, the pacer and the log with room, and the arrival windows far from
+        full (room for this weight and the whole foreign forecast besides). False means "ask
+        ``ready_at``" (a check would need the exact time of readiness): the decision is
+        always theirs, in fewer steps."""
+        if self.paused_until > now or self.group.banned_until > now:
+            return False
+        span = self.span
+        tol = self.burst if weight <= self.burst else weight
+        # ceil((tat + (weight - tol) * span) / den) <= now, without the division.
+        if self._tat + (weight - tol) * span > now * self._den:
+            return False
+        log = self._log
+        if log and log[0][0] < now - span:
+            self._expire(now)
+        if self._log_sum + weight > self.effective:
+            return False
+        w = self.window
+        clock = self.clock
+        if clock.version == self._sp_ver and self._sp_from <= now <= self._sp_to:
+            # One arrival window, k, known from the span cache.
+            win = self._sp_win
+            if win is not None:
+                if win.full:
+                    return False
+                used = win.charged
+                frontier = win.frontier
+                if frontier and frontier[0][1] > 0:
+                    used += frontier[0][1]
+                # The room kept for others' weight still to come in the window is at most
+                # their whole forecast: far enough below the limit, it cannot hold us.
+                foreign = win.foreign
+                prev = self._sp_prev
+                if prev is not None and prev.foreign > foreign:
+                    foreign = prev.foreign
+                if used + weight + foreign > self.effective:
+                    return False
+            return self._probe_clear(now)
+        offset = clock.offset
+        if offset is not None:
+            eps = clock.error + abs(now - clock.set_at) * clock.drift_ppm // _PPM
+        if offset is not None and eps * 10 <= w:
+            self._fill_span(now)
+            windows = self._windows
+            if windows:
+                eff = self.effective
+                for k in range(
+                    (now + offset - eps) // w, (now + offset + eps + self.spread) // w + 1
+                ):
+                    win = windows.get(k)
+                    if win is None:
+                        continue
+                    used = win.charged + win.excess if win.full or win.frontier else win.charged
+                    foreign = win.foreign
+                    prev = windows.get(k - 1)
+                    if prev is not None and prev.foreign > foreign:
+                        foreign = prev.foreign
+                    if used + weight + foreign > eff:
+                        return False  # near the limit: ready_at works out when
+        elif (
+            self._pf_value is not None
+            and now < self._pf_received + w
+            and self._pf_value + self.granted_cum + weight > self.effective
+        ):
+            return False
+        return self._probe_clear(now)
+
+    def _probe_clear(self, now: int) -> bool:
+        """False while a cold start's probe may hold the next grant back."""
+        if self.probe and self.outstanding:
+            last = self._last_response_at
+            if last is None or now - last > self.window:
+                return False
+        return True
+
     def grant(self, now: int, weight: int) -> Grant:
         """Commit a grant (the caller checked ``ready_at(now, weight) <= now``)."""
-        self._tat = max(self._tat, now * self._den) + weight * self.span
+        tat = now * self._den
+        if self._tat > tat:
+            tat = self._tat
+        self._tat = tat + weight * self.span
         entry = [now, weight]
         self._log.append(entry)
         self._log_sum += weight
@@ -624,25 +750,33 @@ class BudgetCore:
         g = Grant(weight, now, self._seq, entry)
         clock = self.clock
         offset = clock.offset
-        if offset is not None:
+        win = self._sp_win
+        if (
+            win is not None
+            and clock.version == self._sp_ver
+            and self._sp_from <= now <= self._sp_to
+        ):
+            g.windows = win.ks
+            win.charged += weight
+        elif offset is not None:
             eps = clock.error + abs(now - clock.set_at) * clock.drift_ppm // _PPM
             w = self.window
             lo = (now + offset - eps) // w
             hi = (now + offset + eps + self.spread) // w
             windows = self._windows
             if lo == hi:
-                g.windows = (lo,)
                 win = windows.get(lo)
                 if win is None:
-                    win = windows[lo] = _Window()
+                    win = self._new_window(lo)
                     self._collect(lo)
+                g.windows = win.ks
                 win.charged += weight
             else:
                 g.windows = tuple(range(lo, hi + 1))
                 for k in g.windows:
                     win = windows.get(k)
                     if win is None:
-                        win = windows[k] = _Window()
+                        win = self._new_window(k)
                         self._collect(k)
                     win.charged += weight
         self.granted_cum += weight
@@ -650,10 +784,16 @@ class BudgetCore:
         self._last_grant_at = now
         return g
 
+    def _new_window(self, k: int) -> _Window:
+        win = self._windows[k] = _Window(k)
+        self._sp_ver = -1  # the span cache may hold None for it
+        return win
+
     def _collect(self, k: int) -> None:
         # Windows two minutes old can no longer receive anything of ours.
         if k - 2 > self._low_window:
             self._low_window = k - 2
+            self._sp_ver = -1
             for old in [j for j in self._windows if j < k - 2]:
                 del self._windows[old]
 
@@ -679,6 +819,22 @@ class BudgetCore:
         windows = self._windows
         clock = self.clock
         offset = clock.offset
+        win = self._sp_win
+        if (
+            win is not None
+            and g.windows is win.ks
+            and clock.version == self._sp_ver
+            and self._sp_from <= now <= self._sp_to
+        ):
+            # Still where the grant charged it (the span cache says so): the snapshot.
+            pending = win.pending
+            settled = win.settled
+            if pending and pending[0][0] <= now:
+                settled = win.settle(now)
+            g.snap = (win.done if win.done > settled else settled,)
+            g.cell = cell = [now + self.spread, g.weight, 0]
+            pending.append(cell)
+            return
         if offset is not None:
             # Where it can land, seen from the moment it leaves: not before it leaves (a
             # window that ends before then is released), and within the spread after
@@ -701,7 +857,7 @@ class BudgetCore:
                     if k not in g.windows:
                         win = windows.get(k)
                         if win is None:
-                            win = windows[k] = _Window()
+                            win = self._new_window(k)
                         win.charged += g.weight
                 g.windows = reach
         # What the server's count will surely include of ours, per window: the answers
@@ -713,10 +869,13 @@ class BudgetCore:
             if win is None:
                 g.snap = (0,)
             else:
-                settled = win.settle(now) if win.pending else win.settled
+                pending = win.pending
+                settled = win.settled
+                if pending and pending[0][0] <= now:
+                    settled = win.settle(now)
                 g.snap = (win.done if win.done > settled else settled,)
-                g.cell = [now + self.spread, g.weight, 0]
-                win.pending.append(g.cell)
+                g.cell = cell = [now + self.spread, g.weight, 0]
+                pending.append(cell)
         elif ks:
             snap = []
             for k in ks:
@@ -786,6 +945,52 @@ class BudgetCore:
         state = g.state
         if state >= _FINISHED:  # finished or refunded
             return None
+        win = self._sp_win
+        sent = g.sent_at
+        if (
+            state == _SENT
+            and used is not None
+            and status != 429
+            and status != 418
+            and used >= g.ref_used
+            and win is not None
+            and g.windows is win.ks
+            and self.clock.version == self._sp_ver
+            and self._sp_from <= sent <= now <= self._sp_to
+        ):
+            # The usual answer, in one pass: counted, with a header, sent and answered
+            # within the span cache's stretch of the one window it was charged to (so
+            # surely handled there), and no count drop to learn from. The same steps as
+            # below, in the same order.
+            w = g.weight
+            self._last_response_at = now
+            bound = used - (g.snap[0] if g.snap else 0) - w
+            frontier = win.frontier
+            if sent > win.last_sent:
+                win.last_sent = sent
+                while frontier and frontier[0][0] <= sent:
+                    frontier.popleft()
+            while frontier and frontier[-1][1] <= bound:
+                frontier.pop()
+            frontier.append([now, bound])
+            win.done += w
+            foreign = used - win.charged
+            if foreign > win.foreign:
+                win.foreign = foreign
+                self._update_forecast(self._sp_k)
+            if sent >= self._pf_sent:
+                self._pf_sent = sent
+                self._pf_received = now
+                self._pf_value = used - g.fin_snap - w
+                self._pf_used = used
+                self._pf_granted = g.cum_snap
+                self.server_used = used
+            elif self.server_used is None:
+                self.server_used = used
+            g.state = _FINISHED
+            self.finished_cum += w
+            self.outstanding -= 1
+            return None
         if state == _GRANTED:
             self.mark_sent(g, g.granted_at)
         w = g.weight
@@ -797,32 +1002,48 @@ class BudgetCore:
         if not counted:
             self._unsettle(g)
         k_single: int | None = None
-        if offset is not None:
+        win = self._sp_win
+        if (
+            win is not None
+            and g.windows is win.ks
+            and clock.version == self._sp_ver
+            and self._sp_from <= sent <= now <= self._sp_to
+        ):
+            # The usual case: charged to one window, and sent and answered within the
+            # span cache's stretch of it: surely handled there.
+            k_single = self._sp_k
+        elif offset is not None:
             eps = clock.error + abs(now - clock.set_at) * clock.drift_ppm // _PPM
             old = g.windows
-            lo = (sent + offset - eps) // self.window
-            if (
-                len(old) == 1
-                and old[0] == lo
-                and (now + offset + eps) // self.window == lo
-                and lo in self._windows
-            ):
-                k_single = lo  # the usual case: the one window charged, and surely it
-            else:
-                k_single = self._attribute(g, sent, now, offset, eps)
-            if counted and used is not None and k_single is not None:
+            window = self.window
+            lo = (sent + offset - eps) // window
+            win = None
+            if len(old) == 1 and old[0] == lo and (now + offset + eps) // window == lo:
+                win = self._windows.get(lo)  # one window charged, and surely it
+            k_single = lo if win is not None else self._attribute(g, sent, now, offset, eps)
+        if counted and used is not None and k_single is not None:
+            if win is None:
                 win = self._windows[k_single]
-                idx = g.windows.index(k_single)
-                # The order-independent max rule: whatever the server counted beyond our
-                # own weight known to be in its count (responses received before we sent,
-                # and this request) is others' usage, or ours still in flight.
-                snap = g.snap[idx] if idx < len(g.snap) else 0
-                win.reading(sent, now, used - snap - w)
-                win.done += w
-                foreign = used - win.charged  # everything of ours could be in there
-                if foreign > win.foreign:
-                    win.foreign = foreign
-                    self._update_forecast(k_single)
+            idx = 0 if len(g.windows) == 1 else g.windows.index(k_single)
+            # The order-independent max rule: whatever the server counted beyond our
+            # own weight known to be in its count (responses received before we sent,
+            # and this request) is others' usage, or ours still in flight.
+            snap = g.snap[idx] if idx < len(g.snap) else 0
+            bound = used - snap - w
+            # ``win.reading(sent, now, bound)``, inline: it runs once per answer.
+            frontier = win.frontier
+            if sent > win.last_sent:
+                win.last_sent = sent
+                while frontier and frontier[0][0] <= sent:
+                    frontier.popleft()
+            while frontier and frontier[-1][1] <= bound:
+                frontier.pop()
+            frontier.append([now, bound])
+            win.done += w
+            foreign = used - win.charged  # everything of ours could be in there
+            if foreign > win.foreign:
+                win.foreign = foreign
+                self._update_forecast(k_single)
         if used is not None and counted:
             if 0 <= used < g.ref_used and not self.clock.explicit:
                 # The reference answer arrived before this request left, so in one window
@@ -877,7 +1098,7 @@ class BudgetCore:
             if k not in old:
                 win = windows.get(k)
                 if win is None:
-                    win = windows[k] = _Window()
+                    win = self._new_window(k)
                 win.charged += g.weight
         g.windows = tuple(keep)
         g.snap = tuple(snaps.get(k, 0) for k in keep)
@@ -1041,7 +1262,7 @@ class Permit:
     False, is refunded; otherwise its weight stays spent (the server may have counted it).
     """
 
-    __slots__ = ("_budget", "_grant", "_limiter", "sent", "weight")
+    __slots__ = ("_budget", "_grant", "_limiter", "_loop", "sent", "weight")
 
     def __init__(
         self,
@@ -1049,12 +1270,14 @@ class Permit:
         budget: _Budget | None,
         grant: Grant | None,
         weight: int,
+        loop: Any = None,
     ) -> None:
         self._limiter = limiter
         self._budget = budget
         self._grant = grant
         self.weight = weight
         self.sent = False
+        self._loop = loop  # the asyncio loop it was granted on, whose clock it reads
 
     @property
     def key(self) -> BudgetKey | None:
@@ -1064,8 +1287,11 @@ class Permit:
     def mark_sent(self) -> None:
         """The request is about to leave: from now on the weight is not refunded."""
         self.sent = True
-        if self._budget is not None and self._grant is not None:
-            self._budget.core.mark_sent(self._grant, _now_ns())
+        budget = self._budget
+        if budget is not None and self._grant is not None:
+            loop = self._loop
+            now = math.floor(loop.time() * NS) if loop is not None else _now_ns()
+            budget.core.mark_sent(self._grant, now)
 
     def refund(self) -> None:
         """Give the weight back (only meaningful before the request was sent). Idempotent."""
@@ -1083,8 +1309,26 @@ class Permit:
         ``headers`` must answer ``get`` with lower-case names (``httpx.Headers`` or a dict
         with lower-case keys).
         """
-        if self._budget is not None and self._grant is not None:
-            self._limiter._observe(self._budget, self._grant, status, headers)
+        budget = self._budget
+        grant = self._grant
+        if budget is None or grant is None:
+            return
+        loop = self._loop
+        now = math.floor(loop.time() * NS) if loop is not None else _now_ns()
+        clock = self._limiter._offset
+        if (status != 429 and status != 418) and (
+            clock.explicit or (clock.offset is not None and clock.eps(now) <= _DATE_GOOD_ENOUGH)
+        ):
+            # The usual answer, handled here (what ``_observe`` does for it): no pause or
+            # ban to spread, no Date header to learn the clock from.
+            raw = headers.get(budget.header)
+            budget.core.on_response(
+                grant, now, status, int(raw) if raw is not None and raw.isdigit() else None
+            )
+            if budget.n_waiting:
+                budget.wake()
+            return
+        self._limiter._observe(budget, grant, status, headers, now)
 
     async def __aenter__(self) -> Permit:
         return self
@@ -1248,23 +1492,26 @@ class RateLimiter:
                 self._by_id.clear()
             self._by_id[id(key)] = (key, budget)
         core = budget.core
-        now = _now_ns()
+        # The asyncio loop (None elsewhere): its clock is read directly, here and by the
+        # permit (a task never changes loops), which saves a library look-up per read.
+        loop = _asyncio_loop()
+        now = math.floor(loop.time() * NS) if loop is not None else _now_ns()
         self._last_now = now
         if core.group.banned_until > now:
             raise self._ban_error(core.group, now)
         if not 0 < weight <= core.effective:
             core.check_weight(weight)
-        if (not budget.n_waiting or not budget.busy(priority)) and core.ready_at(
-            now, weight
-        ) <= now:
+        if (not budget.n_waiting or not budget.busy(priority)) and (
+            core.ready_now(now, weight) or core.ready_at(now, weight) <= now
+        ):
             # Uncontended: granted without yielding. The request that follows awaits its
             # transport anyway, and an event-loop round trip here was the largest part of
             # an uncontended acquire's cost. (A caller already cancelled is stopped at that
             # await; its weight is then kept, which errs on the safe side.)
-            return Permit(self, budget, core.grant(now, weight), weight)
+            return Permit(self, budget, core.grant(now, weight), weight, loop)
         await anyio.lowlevel.checkpoint_if_cancelled()
         grant = await self._wait(budget, weight, int(priority), now, max_wait)
-        permit = Permit(self, budget, grant, weight)
+        permit = Permit(self, budget, grant, weight, loop)
         # The grant is committed: yield to others without being cancellable, so a
         # cancellation arriving now cannot lose it (anyio's own locks do the same).
         await anyio.lowlevel.cancel_shielded_checkpoint()
@@ -1343,9 +1590,13 @@ class RateLimiter:
     # --- responses ----------------------------------------------------------------------
 
     def _observe(
-        self, budget: _Budget, grant: Grant, status: int, headers: Mapping[str, str]
+        self,
+        budget: _Budget,
+        grant: Grant,
+        status: int,
+        headers: Mapping[str, str],
+        now: int,
     ) -> None:
-        now = _now_ns()
         raw = headers.get(budget.header)
         used = int(raw) if raw is not None and raw.isdigit() else None
         retry_ns: int | None = None
@@ -1368,7 +1619,8 @@ class RateLimiter:
                 if other.core.group is group:
                     other.core.pause(ban_until)
                     other.wake()
-        budget.wake()
+        if budget.n_waiting:
+            budget.wake()
 
     # --- metrics ------------------------------------------------------------------------
 
@@ -1479,6 +1731,14 @@ def _loop_getter() -> Callable[[], Any]:
         return _no_loop
     _running_loop = asyncio._get_running_loop
     return _running_loop
+
+
+def _asyncio_loop() -> Any:
+    """The running asyncio loop, unless another library announced itself through sniffio
+    (then None, as it is when no asyncio loop runs)."""
+    if _sniffio_thread.name is None and _sniffio_var.get() is None:
+        return (_running_loop or _loop_getter())()
+    return None
 
 
 def _now_ns() -> int:
