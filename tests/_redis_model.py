@@ -144,7 +144,7 @@ class Store:
         out: dict[str, Any] = {}
         for key, value in self.data.items():
             if isinstance(value, dict):
-                out[key] = {k: int(v) for k, v in value.items()}
+                out[key] = {k: v if k == "fr" else int(v) for k, v in value.items()}
             else:
                 out[key] = value
         return out
@@ -290,10 +290,14 @@ def acquire(st: Store, keys: list[str], argv: list[Any], now: int) -> list[int]:
     st.hset(log, "lo", lo)
     st.pexpire(log, _ceil_div(span + slot_us, 1000) + 1000)
     out = [0, seq, slot]
+    totals = []
     for win in wins:
-        st.hincrby(win, "charged", w)
+        charged = st.hincrby(win, "charged", w)
         st.pexpire(win, win_ttl)
         out.append(_num(st.hget(win, "done")) or 0)
+        totals.append(charged + (_num(st.hget(win, "excess")) or 0))
+    out.extend(totals)
+    out.append(now)
     if in_queue is not None:
         st.zrem(q, member)
         st.zrem(lease, member)
@@ -323,13 +327,27 @@ def refund(st: Store, keys: list[str], argv: list[Any], now: int) -> int:
     return 1
 
 
+def charge(st: Store, keys: list[str], argv: list[Any], now: int) -> int:
+    ttl = int(argv[0])
+    for i, key in enumerate(keys):
+        by, done = int(argv[1 + 2 * i]), int(argv[2 + 2 * i])
+        if by > 0:
+            st.hincrby(key, "charged", by)
+            st.pexpire(key, ttl)
+        elif by < 0 and st.exists(key):
+            st.hincrby(key, "charged", by)
+        if done > 0 and st.exists(key):
+            st.hincrby(key, "done", done)
+    return 1
+
+
 def complete(st: Store, keys: list[str], argv: list[Any], now: int) -> int:
     args = [int(x) for x in argv]
     pos = 1
     for _ in range(args[0]):
-        w, keep, used, snap, n = args[pos : pos + 5]
-        charged_to = [keys[i - 1] for i in args[pos + 5 : pos + 5 + n]]
-        pos += 5 + n
+        w, keep, used, snap, granted, n = args[pos : pos + 6]
+        charged_to = [keys[i - 1] for i in args[pos + 6 : pos + 6 + n]]
+        pos += 6 + n
         if keep <= 0:
             continue
         win = keys[keep - 1]
@@ -338,9 +356,22 @@ def complete(st: Store, keys: list[str], argv: list[Any], now: int) -> int:
                 st.hincrby(key, "charged", -w)
         if used >= 0 and st.exists(win):
             st.hincrby(win, "done", w)
-            excess = used - snap - w
-            if excess > (_num(st.hget(win, "excess")) or 0):
-                st.hset(win, "excess", excess)
+            bound = used - snap - w
+            raw = st.hget(win, "fr") or ""
+            frontier = [[int(x) for x in part.split(":")] for part in raw.split(";") if part]
+            if granted > (_num(st.hget(win, "ls")) or -1):
+                st.hset(win, "ls", granted)
+                while frontier and frontier[0][0] <= granted:
+                    frontier.pop(0)
+            while frontier and frontier[-1][1] <= bound:
+                frontier.pop()
+            frontier.append([now, bound])
+            if len(frontier) > 16:
+                frontier[-2][0] = frontier[-1][0]
+                frontier.pop()
+            st._hash(win)["fr"] = ";".join(f"{r}:{b}" for r, b in frontier)
+            if st.hget(win, "full") is None:
+                st.hset(win, "excess", max(frontier[0][1], 0))
             foreign = used - (_num(st.hget(win, "charged")) or 0)
             if foreign > (_num(st.hget(win, "foreign")) or 0):
                 st.hset(win, "foreign", foreign)
@@ -370,6 +401,7 @@ def penalty(st: Store, keys: list[str], argv: list[Any], now: int) -> int:
         st.pexpire(s, want)
     if str(argv[5]) == "1" and len(keys) >= 3:
         st.hset(keys[2], "excess", int(argv[6]))
+        st.hset(keys[2], "full", 1)
         st.pexpire(keys[2], int(argv[7]))
     return untl
 

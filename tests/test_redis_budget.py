@@ -218,6 +218,9 @@ async def test_redis_limiter_cancelled_waiters_leak_no_weight_and_no_ticket(
 ) -> None:
     got = 0
     async with limiter(redis_url) as lim:
+        # Connected first: the short timeouts below are for waiting, not for connecting
+        # (on a loaded machine the connection alone can outlast them all).
+        await take(lim)
 
         async def one(delay: float) -> None:
             nonlocal got
@@ -230,13 +233,15 @@ async def test_redis_limiter_cancelled_waiters_leak_no_weight_and_no_ticket(
         async with anyio.create_task_group() as tg:
             for i in range(40):
                 tg.start_soon(one, (i % 10) * 0.007)
+            tg.start_soon(one, 30.0)  # one that surely gets through, behind the others
         budget = budget_of(lim)
         r = lim._redis
         assert lim.mode == "shared"
         assert await r.zcard(budget.q) == 0
         log_sum = int(await r.hget(budget.log, "sum") or 0)
-        assert log_sum == got * 5  # every grant kept is a request sent, nothing else
-        assert 0 < got < 40
+        # Every grant kept is a request sent (the first one included), nothing else.
+        assert log_sum == (got + 1) * 5
+        assert 0 < got < 41
 
 
 async def test_redis_limiter_unsent_permit_is_refunded(redis_url: str) -> None:
@@ -381,6 +386,40 @@ async def test_redis_limiter_falls_back_to_a_share_and_rejoins(
         killable_redis.stop()  # aclose succeeds with Redis down
 
 
+async def test_redis_limiter_outage_moves_queued_waiters_to_the_fallback(
+    killable_redis: RedisServer,
+) -> None:
+    # 600 per 60 s: weight 100 is paced one per ~10 s, so the waiters queue in Redis for
+    # tens of seconds; once Redis dies they must not wait there (for their max_wait).
+    opts: dict[str, Any] = {"timeout": 0.2, "heartbeat": 0.1, "window": 60.0, "arrival_spread": 1.0}
+    async with limiter(killable_redis.url, **opts) as lim:
+        await take(lim, weight=100)
+        done: list[str] = []
+
+        async def waiter() -> None:
+            permit = await lim.acquire(UID, 100, max_wait=60)
+            done.append(type(permit).__name__)
+            async with permit:
+                permit.mark_sent()
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(waiter)
+            await anyio.sleep(0.3)
+            assert done == []  # queued behind the pacer (10 s per call)
+            assert budget_of(lim).waiting() == 3
+            killable_redis.stop()
+            # The heartbeat finds Redis gone; the waiters then acquire from the local share
+            # (a fresh pacer: the first at once) instead of sleeping out their Redis wait.
+            with anyio.fail_after(5):
+                while not done:
+                    await anyio.sleep(0.01)
+            assert lim.mode == "fallback"
+            assert done[0] == "_FallbackPermit"
+            assert budget_of(lim).waiting() == 0
+            tg.cancel_scope.cancel()
+
+
 async def test_redis_limiter_down_at_start_uses_the_fallback(killable_redis: RedisServer) -> None:
     killable_redis.stop()
     async with limiter(killable_redis.url, timeout=0.2, processes=3, uid_limit=60_000) as lim:
@@ -498,7 +537,13 @@ async def test_client_429_pauses_through_redis_and_resends(redis_url: str) -> No
         async with anyio.create_task_group() as tg:
             tg.start_soon(call)
             await wait_until(lambda: _saw(fake, 429))
-            await anyio.sleep(0.1)  # the permit's exit writes the pause to Redis
+            # The permit's exit writes the pause to Redis (a moment later, longer under load).
+            pause_key = budget_of(shared, key).b
+
+            async def paused() -> bool:
+                return bool(await shared._redis.exists([pause_key]))
+
+            await wait_until(paused)
             # The pause reached the other process through Redis.
             with pytest.raises(RateLimitTimeoutError) as info:
                 await other.acquire(key, 5, max_wait=0.0)

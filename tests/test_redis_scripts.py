@@ -50,7 +50,10 @@ async def _dump(r: coredis.Redis[bytes]) -> tuple[dict[str, Any], dict[str, int]
         kind_raw = await r.type(key)
         kind = kind_raw.decode() if isinstance(kind_raw, bytes) else str(kind_raw)
         if kind == "hash":
-            values[key] = {k.decode(): int(v) for k, v in (await r.hgetall(key)).items()}
+            values[key] = {
+                k.decode(): v.decode() if k == b"fr" else int(v)
+                for k, v in (await r.hgetall(key)).items()
+            }
         elif kind == "zset":
             values[key] = {
                 m.decode(): int(s) for m, s in await r.zrange(key, 0, -1, withscores=True)
@@ -69,17 +72,18 @@ class Harness:
         self.rng = rng
         self.st = model.Store()
         self.now = 1_795_600_000_000_000 + rng.randrange(10**9)
-        self.grants: list[tuple[int, int, int, list[str], list[int]]] = []
+        self.grants: list[tuple[int, int, int, list[str], list[int], int]] = []
         self.tickets: dict[str, int] = {}  # enqueued member -> priority
         self.n = 0
         self.started = time.monotonic()
         self.fn = {
             "acquire": (r.register_script(_script(scripts.ACQUIRE)), model.acquire),
             "refund": (r.register_script(_script(scripts.REFUND)), model.refund),
-            "complete": (r.register_script(scripts.COMPLETE), model.complete),
+            "complete": (r.register_script(_script(scripts.COMPLETE)), model.complete),
             "penalty": (r.register_script(_script(scripts.PENALTY)), model.penalty),
             "heartbeat": (r.register_script(_script(scripts.HEARTBEAT)), model.heartbeat),
             "drop": (r.register_script(scripts.DROP), model.drop),
+            "charge": (r.register_script(scripts.CHARGE), model.charge),
         }
 
     async def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
@@ -111,7 +115,7 @@ class Harness:
             + ["advance"] * 4
             + ["refund"]
             + ["complete"] * 3
-            + ["heartbeat", "drop"]
+            + ["heartbeat", "drop", "charge"]
         )
         if rng.random() < 0.015:
             op = "penalty"
@@ -147,14 +151,20 @@ class Harness:
             ]
             reply = await self.run("acquire", [S, LOG, Q, LEASE, B, *prev, *wins], args)
             if reply[0] == 0:
-                self.grants.append((weight, reply[1], reply[2], wins, reply[3:]))
+                # Per window its ``done``, then what the ledger counts there now.
+                # then the grant's time.
+                n = len(wins)
+                snaps, totals = reply[3 : 3 + n], reply[3 + n : 3 + 2 * n]
+                assert len(totals) == n
+                assert reply[-1] == self.now
+                self.grants.append((weight, reply[1], reply[2], wins, snaps, reply[-1]))
                 self.tickets.pop(member, None)
             elif reply[0] == 4 or (reply[0] == 3 and reply[2] == 1):
                 self.tickets.pop(member, None)
             else:
                 self.tickets[member] = prio
         elif op == "refund" and self.grants:
-            weight, seq, slot, wins, _ = self.grants.pop(rng.randrange(len(self.grants)))
+            weight, seq, slot, wins, _, _ = self.grants.pop(rng.randrange(len(self.grants)))
             await self.run("refund", [S, LOG, B, *wins], [weight, seq, slot, SPAN_US, DEN])
         elif op == "complete" and self.grants:
             # One to three responses in one call, their windows listed in a shuffled union.
@@ -163,7 +173,8 @@ class Harness:
             for _ in range(rng.randint(1, 3)):
                 if not self.grants:
                     break
-                weight, _, _, wins, snaps = self.grants.pop(rng.randrange(len(self.grants)))
+                grant = self.grants.pop(rng.randrange(len(self.grants)))
+                weight, _, _, wins, snaps, granted = grant
                 if not wins:
                     continue
                 for key in rng.sample(wins, len(wins)):
@@ -173,7 +184,8 @@ class Harness:
                 keep = rng.randrange(len(wins) + 1)
                 used = rng.choice([-1, rng.randrange(0, 700), rng.randrange(0, 120)])
                 snap = snaps[keep - 1] if keep else 0
-                args += [weight, index[keep - 1] if keep else 0, used, snap, len(index), *index]
+                at = index[keep - 1] if keep else 0
+                args += [weight, at, used, snap, granted, len(index), *index]
                 args[0] += 1
             if union:
                 await self.run("complete", union, args)
@@ -199,6 +211,13 @@ class Harness:
                 [P, LEASE, Q],
                 [rng.choice(["pa", "pb"]), HB_TTL_MS, LEASE_MS, QTTL_MS, *live],
             )
+        elif op == "charge":
+            # A rejoining process reserves its local share, later gives back what it left.
+            wins = self.windows() or [f"{PREFIX}w:{self.now // WINDOW_US}"]
+            amounts = []
+            for _ in wins:
+                amounts += [rng.choice([-300, -5, 0, 5, 120, 594]), rng.choice([0, 0, 5, 50])]
+            await self.run("charge", wins, [WIN_TTL_MS, *amounts])
         elif op == "drop" and self.tickets:
             member = rng.choice(sorted(self.tickets))
             del self.tickets[member]

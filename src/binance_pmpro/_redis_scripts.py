@@ -19,7 +19,8 @@ Keys of a budget ``{T}`` (prefix ``<namespace>:{T}:``):
 - ``lease``: sorted set ticket -> lease expiry (ms); a ticket whose lease ran out is dropped
   when it reaches the head, so a crashed process cannot block the queue;
 - ``b``: ``pause|<until>`` or ``ban|<until>`` while a 429 pause or a 418 ban runs;
-- ``w:<k>``: hash ``charged``, ``done``, ``excess``, ``foreign`` of server window ``k``;
+- ``w:<k>``: hash ``charged``, ``done``, ``excess``, ``foreign`` of server window ``k``,
+  with ``fr`` and ``ls`` (the header readings still bounding ``excess``) and ``full``;
 - ``p``: sorted set process -> heartbeat expiry (ms), to count the live processes.
 
 Every key gets a TTL whenever a script writes it, so an idle budget leaves nothing behind.
@@ -41,7 +42,10 @@ local now_ms = math.floor(now / 1000)
 # ARGV: 1 weight, 2 effective limit, 3 burst, 4 span (us), 5 pacing denominator,
 #       6 priority, 7 ticket, 8 enqueued (0/1), 9 lease (ms), 10 window TTL (ms),
 #       11 log slot (us), 12 queue TTL (ms), 13.. per window: share of it already past (ppm)
-# Returns {0, seq, slot, done...} granted; {1, wait_us, exact, score} wait;
+# Returns {0, seq, slot, done..., used..., now} granted (per window its ``done``, then the
+# weight the ledger now counts there, ``charged + excess``: what a process falling back
+# knows; then the grant's time);
+# {1, wait_us, exact, score} wait;
 # {2, i, 0, score, pacer_us} window i full; {3, remaining_us, is_ban, score} paused or
 # banned; {4} the ticket was lost (its lease expired); {5, i, free, forecast, score,
 # pacer_us}: window i has ``free`` weight left, but the others' weight still to come this
@@ -221,11 +225,15 @@ if not lo then lo = slot end
 redis.call('HSET', KEYS[2], 'sum', sum + w, 'lo', lo)
 redis.call('PEXPIRE', KEYS[2], math.ceil((span + slot_us) / 1000) + 1000)
 local out = {0, seq, slot}
+local totals = {}
 for i = 1, nwin do
-  redis.call('HINCRBY', KEYS[6 + i], 'charged', w)
+  local charged = redis.call('HINCRBY', KEYS[6 + i], 'charged', w)
   redis.call('PEXPIRE', KEYS[6 + i], win_ttl)
   out[#out + 1] = tonumber(redis.call('HGET', KEYS[6 + i], 'done')) or 0
+  totals[i] = charged + (tonumber(redis.call('HGET', KEYS[6 + i], 'excess')) or 0)
 end
+for i = 1, nwin do out[#out + 1] = totals[i] end
+out[#out + 1] = now
 if in_queue then
   redis.call('ZREM', KEYS[3], member)
   redis.call('ZREM', KEYS[4], member)
@@ -274,20 +282,30 @@ return 1
 # Responses, several in one call (all of one budget). KEYS: the window hashes they were
 # charged to; ARGV: 1 how many, then per response: weight, the KEYS index of the window it
 # is proved to have landed in (0: not known), the used-weight header (-1: none), that
-# window's ``done`` when granted, how many windows it was charged to, their KEYS indexes.
-# The max rule: whatever the server counted beyond the weight it surely includes of ours
-# (answers received before the grant, and this request) is others' weight or ours in flight.
-COMPLETE = """
+# window's ``done`` when granted, the grant's time (us), how many windows it was charged
+# to, their KEYS indexes.
+# Each reading bounds the weight the server counted beyond the fleet's own that it surely
+# includes (answers reported before the grant, and this request): others' weight, or the
+# fleet's still in flight. A reading is superseded once a request granted after it was
+# reported has reported (that one was counted later and knows those answers), so the
+# fleet's weight in flight at one moment is not counted again for the rest of the window:
+# ``fr`` keeps the readings still in the running (reported at, bound; bounds decreasing),
+# ``ls`` the latest grant time that reported, and ``excess`` the front's bound. After a
+# 429 without Retry-After (``full``) the window stays full.
+COMPLETE = (
+    _PRELUDE
+    + """
 local pos = 2
 for _ = 1, tonumber(ARGV[1]) do
   local w = tonumber(ARGV[pos])
   local keep = tonumber(ARGV[pos + 1])
   local used = tonumber(ARGV[pos + 2])
   local snap = tonumber(ARGV[pos + 3])
-  local n = tonumber(ARGV[pos + 4])
+  local granted = tonumber(ARGV[pos + 4])
+  local n = tonumber(ARGV[pos + 5])
   if keep > 0 then
     for j = 1, n do
-      local k = KEYS[tonumber(ARGV[pos + 4 + j])]
+      local k = KEYS[tonumber(ARGV[pos + 5 + j])]
       if k ~= KEYS[keep] and redis.call('EXISTS', k) == 1 then
         redis.call('HINCRBY', k, 'charged', -w)
       end
@@ -295,9 +313,32 @@ for _ = 1, tonumber(ARGV[1]) do
     local win = KEYS[keep]
     if used >= 0 and redis.call('EXISTS', win) == 1 then
       redis.call('HINCRBY', win, 'done', w)
-      local excess = used - snap - w
-      if excess > (tonumber(redis.call('HGET', win, 'excess')) or 0) then
-        redis.call('HSET', win, 'excess', excess)
+      local bound = used - snap - w
+      local fr = {}
+      for r, b in string.gmatch(redis.call('HGET', win, 'fr') or '', '(%-?%d+):(%-?%d+)') do
+        fr[#fr + 1] = {tonumber(r), tonumber(b)}
+      end
+      local first = 1
+      if granted > (tonumber(redis.call('HGET', win, 'ls')) or -1) then
+        redis.call('HSET', win, 'ls', string.format('%d', granted))
+        while first <= #fr and fr[first][1] <= granted do first = first + 1 end
+      end
+      local kept = {}
+      for i = first, #fr do kept[#kept + 1] = fr[i] end
+      while #kept > 0 and kept[#kept][2] <= bound do kept[#kept] = nil end
+      kept[#kept + 1] = {now, bound}
+      if #kept > 16 then
+        -- Bounded: the two latest merge into the later time and the larger bound (safe).
+        kept[#kept - 1][1] = kept[#kept][1]
+        kept[#kept] = nil
+      end
+      local parts = {}
+      for i = 1, #kept do
+        parts[i] = string.format('%d:%d', kept[i][1], kept[i][2])
+      end
+      redis.call('HSET', win, 'fr', table.concat(parts, ';'))
+      if redis.call('HEXISTS', win, 'full') == 0 then
+        redis.call('HSET', win, 'excess', math.max(kept[1][2], 0))
       end
       -- Surely others' (all of the fleet's charge could be in the count): the forecast.
       local foreign = used - (tonumber(redis.call('HGET', win, 'charged')) or 0)
@@ -306,10 +347,11 @@ for _ = 1, tonumber(ARGV[1]) do
       end
     end
   end
-  pos = pos + 5 + n
+  pos = pos + 6 + n
 end
 return 1
 """
+)
 
 # KEYS: 1 s, 2 b, 3 window hash (optional); ARGV: 1 retry (us), 2 'pause' or 'ban',
 # 3 burst, 4 span, 5 den, 6 mark the window full (0/1), 7 effective limit, 8 window TTL (ms)
@@ -341,7 +383,7 @@ local pttl = redis.call('PTTL', KEYS[1])
 local want = math.ceil((tat - now + tonumber(ARGV[4])) / 1000)
 if pttl < want then redis.call('PEXPIRE', KEYS[1], want) end
 if ARGV[6] == '1' and #KEYS >= 3 then
-  redis.call('HSET', KEYS[3], 'excess', tonumber(ARGV[7]))
+  redis.call('HSET', KEYS[3], 'excess', tonumber(ARGV[7]), 'full', 1)
   redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[8]))
 end
 return untl
@@ -406,3 +448,25 @@ redis.call('SET', KEYS[1], string.format('%d', untl), 'PX', math.ceil((untl - no
 return redis.call('SMEMBERS', KEYS[2])
 """
 )
+
+# KEYS: window hashes; ARGV: 1 window TTL (ms), then per key the weight to add to its
+# ``charged`` (negative: give back; only to a window that still exists) and to its ``done``.
+# A process that ran on its local share while Redis was away reserves that share here
+# before it rejoins, so processes already back cannot spend it too; rejoining, it gives
+# back what it did not spend and counts as done what the server answered there.
+CHARGE = """
+for i = 1, #KEYS do
+  local by = tonumber(ARGV[2 * i])
+  local done = tonumber(ARGV[2 * i + 1])
+  if by > 0 then
+    redis.call('HINCRBY', KEYS[i], 'charged', by)
+    redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[1]))
+  elseif by < 0 and redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('HINCRBY', KEYS[i], 'charged', by)
+  end
+  if done > 0 and redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('HINCRBY', KEYS[i], 'done', done)
+  end
+end
+return 1
+"""

@@ -17,6 +17,7 @@ without being merged. coredis is an optional dependency (``pip install
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -24,7 +25,7 @@ import random
 import re
 import sys
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -102,6 +103,14 @@ class _Unavailable(Exception):
     """Redis did not answer in time or at all."""
 
 
+class _FellBack(_Unavailable):
+    """The limiter switched to its fallback while this waiter was queued in Redis."""
+
+
+class _Rejoined(Exception):
+    """The limiter rejoined Redis while this waiter was queued on the fallback."""
+
+
 def _tag(text: str) -> str:
     # Hash tags end at the first "}", and key names should stay printable: escape the rest.
     return _TAG_SAFE.sub(lambda m: f"%{ord(m.group()):02X}", text)
@@ -154,6 +163,9 @@ class _RBudget:
         self.server_used: int | None = None
         self.in_flight = 0
         self.paused_until = 0  # local ns, as far as this process knows
+        # Server window -> (weight the ledger counted there, local ns the script may have
+        # run at, the earliest): the last word from Redis, which seeds the fallback.
+        self.known: dict[int, tuple[int, int]] = {}
 
     def window(self, k: int) -> str:
         return f"{self.prefix}w:{k}"
@@ -207,6 +219,19 @@ class _RBudget:
         if head is not None and head.event is not None:
             head.event.set()
 
+    def wake_all(self) -> None:
+        for queue in self.queues:
+            for waiter in queue:
+                if waiter.event is not None:
+                    waiter.event.set()
+
+    def learn(self, k: int, used: int, at: int) -> None:
+        """The ledger counted ``used`` in server window ``k`` at (the earliest) ``at``."""
+        self.known[k] = (used, at)
+        if len(self.known) > 8:
+            for old in sorted(self.known)[:-4]:
+                del self.known[old]
+
 
 @dataclass(slots=True)
 class _Offset:
@@ -236,6 +261,7 @@ class RedisPermit:
         "_observed",
         "_refund",
         "granted_at",
+        "redis_at",
         "sent",
         "sent_at",
         "seq",
@@ -264,6 +290,7 @@ class RedisPermit:
         self.windows = windows
         self.snaps = snaps
         self.granted_at = granted_at
+        self.redis_at = 0  # the grant's time on Redis's clock (us)
         self.sent = False
         self.sent_at = granted_at
         self._observed: tuple[int, int | None, int | None, int] | None = None
@@ -351,10 +378,13 @@ class RedisRateLimiter:
       the ledger of the server windows the request may land in. The weight is spread
       through the window, never spent at once and then waited for.
     - **Header reconciliation**: each response's used-weight header is folded into its
-      server window by the max rule (what the server counted beyond the weight it surely
-      includes of the fleet's is others' weight), so traffic outside the fleet is respected;
-      that weight also slows the pace, keeping room for the rest of the window. This needs
-      the server clock offset (the client's clock sync provides it).
+      server window: what the server counted beyond the weight it surely includes of the
+      fleet's bounds others' weight (or the fleet's still in flight), until a request
+      granted after that reading was written reports in turn (as the local limiter's
+      sent/received rule), so traffic outside the fleet is respected and the fleet's own
+      weight in flight is not counted twice; others' weight also slows the pace, keeping
+      room for the rest of the window. This needs the server clock offset (the client's
+      clock sync provides it).
     - **Priorities and FIFO**: each waiter takes a ticket in a Redis queue per budget;
       HIGH tickets are served before NORMAL ones, each class in ticket order, whatever
       process holds them. Tickets carry leases renewed by heartbeats, so a crashed process
@@ -368,8 +398,14 @@ class RedisRateLimiter:
     - **Redis unavailable**: by default the limiter falls back to local limiting with this
       process's share of each budget (the limit divided by the live processes counted by
       the heartbeats, never "no limit"), still comparing the account-wide used-weight header
-      with the full limit; it rejoins Redis at the first server-window boundary after Redis
-      answers again. No call fails because of the outage, and :meth:`aclose` succeeds.
+      with the full limit. In the window Redis went away in, the share is of what the fleet
+      had left there (the ledger's last count this process saw, plus the most the fleet can
+      have been granted since). Calls queued in Redis move to the fallback at once. When
+      Redis answers again, the process first reserves its fallback share in the (possibly
+      emptied) ledger, then rejoins at a server-window boundary after every process has
+      had time to do the same (granting nothing locally in the window of the rejoin),
+      giving back what it did not spend. No call fails because of the outage, and
+      :meth:`aclose` succeeds.
       With ``strict=True`` it raises instead.
 
     Keys: one Redis Cluster hash tag per budget (``{uid|<account>|<endpoint>}``; the
@@ -443,7 +479,7 @@ class RedisRateLimiter:
         self._bans: dict[str, int] = {}  # IP group -> local ns the ban ends
         self._offset: _Offset | None = None
         self._deferred: list[RedisPermit] = []
-        self._reports: list[tuple[_RBudget, list[str], tuple[int, int, int, int]]] = []
+        self._reports: list[tuple[_RBudget, list[str], tuple[int, int, int, int, int]]] = []
         self._flushing = False
         self._fallback: _Fallback | None = None
         self._down_since: int | None = None
@@ -464,6 +500,7 @@ class RedisRateLimiter:
         self._drop_script = self._redis.register_script(scripts.DROP)
         self._group_beat_script = self._redis.register_script(scripts.GROUP_BEAT)
         self._group_ban_script = self._redis.register_script(scripts.GROUP_BAN)
+        self._charge_script = self._redis.register_script(scripts.CHARGE)
 
     def __repr__(self) -> str:
         location = self._redis.connection_pool.location
@@ -622,9 +659,17 @@ class RedisRateLimiter:
                 why,
                 live,
             )
-            self._fallback = _Fallback(self, live)
+            fallback = self._fallback = _Fallback(self, live)
             if self._offset is not None:
-                self._fallback.set_server_offset(self._offset.offset, self._offset.error)
+                fallback.set_server_offset(self._offset.offset, self._offset.error)
+            fallback.seed(_now_ns())
+            # Waiters queued in Redis would wait there until their max_wait: wake them
+            # all, they ask the fallback instead.
+            for budget in self._budgets.values():
+                budget.wake_all()
+        else:
+            # Whatever was reserved in Redis for the rejoin may be lost: reserve again.
+            self._fallback.reserved.clear()
         self._down_since = _now_ns()
         self._back_at = None
 
@@ -660,20 +705,27 @@ class RedisRateLimiter:
         self._check_ban(key, now)
         deadline = None if max_wait is None else now + max(0, round(max_wait * NS))
         budget = self._budget(key)
-        if self._fallback is None:
+        while True:
+            if self._fallback is None:
+                try:
+                    await self._start()
+                    return await self._acquire_shared(budget, weight, int(priority), deadline)
+                except _Unavailable as exc:
+                    if self.strict:
+                        raise self._unavailable_error(exc) from None
+                    if not isinstance(exc, _FellBack):
+                        self._went_down(exc)
+            elif self.strict:
+                raise self._unavailable_error(RuntimeError("Redis did not answer"))
+            fallback = self._fallback
+            if fallback is None:
+                continue  # rejoined meanwhile
+            remaining = None if deadline is None else max(0.0, (deadline - _now_ns()) / NS)
             try:
-                await self._start()
-                return await self._acquire_shared(budget, weight, int(priority), deadline)
-            except _Unavailable as exc:
-                if self.strict:
-                    raise self._unavailable_error(exc) from None
-                self._went_down(exc)
-        elif self.strict:
-            raise self._unavailable_error(RuntimeError("Redis did not answer"))
-        fallback = self._fallback
-        assert fallback is not None
-        remaining = None if deadline is None else max(0.0, (deadline - _now_ns()) / NS)
-        return await fallback.acquire(budget, weight, remaining, priority)
+                return await fallback.acquire(budget, weight, remaining, priority)
+            except _Rejoined:
+                # Back on the shared budget: what is granted now must be in its ledger.
+                self._check_ban(key, _now_ns())
 
     def _check_ban(self, key: BudgetKey, now: int) -> None:
         until = self._bans.get(key.group, 0)
@@ -736,10 +788,17 @@ class RedisRateLimiter:
                     if exact:
                         # The head's ready time is computed: sleep until then.
                         delay = wait_ns / NS
+                    elif wait_ns > _MIN_POLL * NS:
+                        # Behind waiters of other processes: the estimate (when they are
+                        # served at the pace) is a lower bound; look again then. A pause
+                        # grown on earlier misses would leave the pacer idle once this
+                        # waiter is first, so the estimate resets it.
+                        delay = min(wait_ns / NS, _MAX_POLL)
+                        poll = _MIN_POLL
                     else:
-                        # Behind waiters of other processes: the estimate is a lower bound,
-                        # look again with a growing pause, never in a tight loop.
-                        delay = min(max(wait_ns / NS, poll), _MAX_POLL)
+                        # Those ahead are late: look again with a growing pause, never in
+                        # a tight loop.
+                        delay = poll
                         poll = min(poll * 2, _MAX_POLL)
                     delay += random.uniform(0, 0.001)  # noqa: S311 - de-synchronises processes
                 wait = None
@@ -752,18 +811,25 @@ class RedisRateLimiter:
                         )
                     left = (deadline - now) / NS + 1e-6
                     delay = left if delay is None else min(delay, left)
+                if self._fallback is not None:
+                    raise _FellBack("the limiter fell back while this call was queued")
                 event = waiter.event = anyio.Event()
                 if delay is None:
                     await event.wait()
                 else:
                     with anyio.move_on_after(delay):
                         await event.wait()
+                if self._fallback is not None:
+                    raise _FellBack("the limiter fell back while this call was queued")
         finally:
             waiter.event = None
             if queued:
                 budget.remove(waiter)
             if not granted and waiter.enqueued:
-                await self._drop(budget, waiter)
+                if self._fallback is None:
+                    await self._drop(budget, waiter)
+                else:
+                    waiter.enqueued = False  # Redis is away: the ticket's lease runs out
 
     async def _try(
         self, budget: _RBudget, waiter: _Waiter, deadline: int | None
@@ -798,6 +864,9 @@ class RedisRateLimiter:
             code = int(reply[0])
             if code == 0:
                 waiter.enqueued = False
+                n = len(windows)
+                for k, used in zip(windows, reply[3 + n : 3 + 2 * n], strict=False):
+                    budget.learn(k, int(used), started)
                 permit = RedisPermit(
                     self,
                     budget,
@@ -805,9 +874,10 @@ class RedisRateLimiter:
                     int(reply[1]),
                     int(reply[2]),
                     windows,
-                    tuple(int(x) for x in reply[3:]),
+                    tuple(int(x) for x in reply[3 : 3 + n]),
                     now,
                 )
+                permit.redis_at = int(reply[3 + 2 * n])
                 budget.in_flight += 1
                 if (
                     windows
@@ -841,6 +911,10 @@ class RedisRateLimiter:
                 assert off is not None
                 k = windows[int(reply[1]) - 1]
                 w = self._window_ns
+                if code == 2:
+                    budget.learn(k, params.effective, started)  # full, as far as we know
+                else:
+                    budget.learn(k, params.effective - waiter.weight - int(reply[2]), started)
                 # From then on no arrival can fall in window k.
                 ready = (k + 1) * w - off.offset + off.eps(now)
                 if code == 5:
@@ -859,6 +933,11 @@ class RedisRateLimiter:
                     f"{wait / NS:.3f} s, more than max_wait",
                     wait=wait / NS,
                 )
+            if code == 2:
+                # A full window can free up before it ends (a refund; a process rejoining
+                # after an outage gives back the share it reserved): look again now and
+                # then rather than sleeping to the boundary.
+                wait = min(wait, round(_MAX_POLL * NS))
             return max(wait, 1), exact
         return max(self._spread_ns // 4, 1), False
 
@@ -942,7 +1021,8 @@ class RedisRateLimiter:
                     # Off the caller's path, several in one call: until it lands, the
                     # weight stays charged to every window it might have hit and the count
                     # is read lower, both on the safe side.
-                    self._reports.append((budget, keys, (permit.weight, keep, value, snap)))
+                    item = (permit.weight, keep, value, snap, permit.redis_at)
+                    self._reports.append((budget, keys, item))
                     tg = self._tg
                     if tg is None:
                         await self._flush_reports()
@@ -961,21 +1041,22 @@ class RedisRateLimiter:
             await anyio.sleep(_REPORT_DELAY)
             while self._reports:
                 batch, self._reports = self._reports, []
-                per_budget: dict[str, list[tuple[list[str], tuple[int, int, int, int]]]] = {}
+                per_budget: dict[str, list[tuple[list[str], tuple[int, int, int, int, int]]]] = {}
                 for budget, keys, item in batch:
                     per_budget.setdefault(budget.tag, []).append((keys, item))
                 for items in per_budget.values():
                     for at in range(0, len(items), _REPORTS_PER_CALL):
                         union: list[str] = []
                         args: list[int] = [0]
-                        for keys, (weight, keep, used, snap) in items[at : at + _REPORTS_PER_CALL]:
+                        for keys, item in items[at : at + _REPORTS_PER_CALL]:
+                            weight, keep, used, snap, granted = item
                             index = []
                             for key in keys:
                                 if key not in union:
                                     union.append(key)
                                 index.append(union.index(key) + 1)
                             kept = index[keep - 1] if keep else 0
-                            args += [weight, kept, used, snap, len(index), *index]
+                            args += [weight, kept, used, snap, granted, len(index), *index]
                             args[0] += 1
                         await self._call(self._complete_script, union, args)
         except _Unavailable as exc:
@@ -1079,32 +1160,92 @@ class RedisRateLimiter:
                 self._ban_locally(group, _now_ns() + int(remaining) * _US)
 
     async def _probe(self) -> None:
-        """While on the fallback: is Redis back? Rejoin at the next server-window boundary
-        (weight granted locally until then cannot reach the next window)."""
+        """While on the fallback: is Redis back? Reserve this process's fallback share in
+        the ledger at once (a restarted Redis has lost the window's ledger; processes that
+        rejoin first must not spend it), then rejoin at a server-window boundary, late
+        enough that every process has seen Redis back and reserved its share too."""
         try:
             with anyio.CancelScope(shield=True), anyio.fail_after(self.timeout):
                 await self._redis.ping()
         except _REDIS_ERRORS:
             self._back_at = None
             return
+        fallback = self._fallback
+        assert fallback is not None
         now = _now_ns()
+        off = self._offset
+        w = self._window_ns
         if self._back_at is None:
-            off = self._offset
-            w = self._window_ns
+            # Every process probes every heartbeat / 4 (each probe may take ``timeout``):
+            # by then the others have seen Redis back as well.
+            seen_by_all = now + round((self.heartbeat + 2 * self.timeout) * NS)
             if off is not None:
-                eps = off.eps(now)
-                boundary = ((now + off.offset + eps) // w + 1) * w - off.offset + eps
-                self._back_at = boundary + self._spread_ns
+                eps = off.eps(seen_by_all)
+                boundary = ((seen_by_all + off.offset + eps) // w + 1) * w - off.offset + eps
+                back_at = boundary + self._spread_ns
             else:
-                self._back_at = now + w + self._spread_ns
+                back_at = seen_by_all + w + self._spread_ns
+            if off is not None:
+                eps = off.eps(back_at)
+                first = (now + off.offset - off.eps(now)) // w
+                last = (back_at + off.offset + eps + self._spread_ns) // w
+                rejoin_window = (back_at - self._spread_ns + off.offset + eps) // w
+                for budget in self._budgets.values():
+                    # The window of the rejoin gets no more weight from the fallback: its
+                    # ledger then holds only grants made through Redis, and no header
+                    # reading there counts fallback weight the ledger cannot place.
+                    caps = fallback.caps.setdefault(budget.key, {})
+                    spent = fallback.spent.get(budget.key, {})
+                    for k in range(max(first, rejoin_window), last + 1):
+                        caps[k] = min(caps.get(k, spent.get(k, 0)), spent.get(k, 0))
+                try:
+                    for budget in list(self._budgets.values()):
+                        reserved = fallback.reserved.setdefault(budget.key, {})
+                        windows = [k for k in range(first, last + 1) if k not in reserved]
+                        if not windows:
+                            continue
+                        amounts = [fallback.allowance(budget.key, k) for k in windows]
+                        args = [self._window_ttl_ms]
+                        for amount in amounts:
+                            args += [amount, 0]
+                        await self._call(
+                            self._charge_script, [budget.window(k) for k in windows], args
+                        )
+                        reserved.update(zip(windows, amounts, strict=True))
+                except _Unavailable:
+                    return  # not back after all: try again at the next probe
+            self._back_at = back_at
             logger.info(
                 "Redis answers again; rejoining the shared budget in %.1f s",
                 (self._back_at - now) / NS,
             )
         if now >= self._back_at:
+            # Give back what this process reserved but did not spend on the fallback, and
+            # count as done what the server answered (later headers include it: without
+            # this it would read as others' weight for the rest of the window).
+            try:
+                for key, reserved in fallback.reserved.items():
+                    budget = self._budgets[key]
+                    spent = fallback.spent.get(key, {})
+                    answered = fallback.answered.get(key, {})
+                    args = [self._window_ttl_ms]
+                    windows = []
+                    for k, r in reserved.items():
+                        give = max(r - spent.get(k, 0), 0)
+                        if give or answered.get(k):
+                            windows.append(k)
+                            args += [-give, answered.get(k, 0)]
+                    if windows:
+                        await self._call(
+                            self._charge_script, [budget.window(k) for k in windows], args
+                        )
+            except _Unavailable as exc:
+                self._went_down(exc)
+                return
             self._fallback = None
             self._down_since = None
             self._back_at = None
+            fallback.close()
             logger.info("rejoined the shared rate-limit budget")
             # Heartbeat at once so the others count us again.
             try:
@@ -1138,14 +1279,20 @@ class RedisRateLimiter:
 class _FallbackPermit:
     """A permit of the fallback: one from the process's share, one from the full budget."""
 
-    __slots__ = ("_full", "_own", "weight")
+    __slots__ = ("_full", "_marked", "_own", "on_answer", "sent_at", "weight")
 
     def __init__(self, own: LimiterPermit, full: LimiterPermit, weight: int) -> None:
         self._own = own
         self._full = full
         self.weight = weight
+        self.on_answer: Callable[[int, int], None] | None = None
+        self.sent_at = 0
+        self._marked = False
 
     def mark_sent(self) -> None:
+        if not self._marked:
+            self._marked = True
+            self.sent_at = _now_ns()
         self._own.mark_sent()
         self._full.mark_sent()
 
@@ -1159,6 +1306,10 @@ class _FallbackPermit:
         own = {k: v for k, v in headers.items() if k not in _USED_HEADERS}
         self._own.observe(status, own)
         self._full.observe(status, headers)
+        if status not in (418, 429) and self.on_answer is not None:
+            # The server counted it: once back on Redis, it is part of the window's done.
+            self.on_answer(self.sent_at, _now_ns())
+            self.on_answer = None
 
     async def __aenter__(self) -> _FallbackPermit:
         return self
@@ -1184,13 +1335,28 @@ class _Fallback:
 
     def __init__(self, owner: RedisRateLimiter, processes: int) -> None:
         self.processes = processes
+        # Per budget and server window: the most this process may still spend there (the
+        # windows the fleet had already spent from when Redis went away), what it granted
+        # there while on the fallback, and what it reserved in Redis for its rejoin.
+        self.caps: dict[BudgetKey, dict[int, int]] = {}
+        self.spent: dict[BudgetKey, dict[int, int]] = {}
+        self.reserved: dict[BudgetKey, dict[int, int]] = {}
+        self.share_effective: dict[Budget, int] = {}
+        # Waits in progress: cancelled on rejoin, so that the waiters ask Redis instead
+        # (weight granted here after the rejoin would be in no ledger).
+        self.active = True
+        self.waits: set[anyio.CancelScope] = set()
+        # Weight the server answered for, per budget and the one window it landed in.
+        self.answered: dict[BudgetKey, dict[int, int]] = {}
 
         def share(kind: Budget) -> int:
             limit = owner.limits[kind]
             # A call heavier than the share must still be able to run (slowly): the share
             # never drops below what the heaviest call of the budget needs.
             need = math.ceil((_HEAVIEST[kind] + 1) / (1 - owner._headroom)) + 1
-            return min(limit, max(limit // processes, need))
+            out = min(limit, max(limit // processes, need))
+            self.share_effective[kind] = max(1, math.floor(out * (1 - owner._headroom)))
+            return out
 
         common: dict[str, Any] = {
             "window": owner.window,
@@ -1212,6 +1378,90 @@ class _Fallback:
             **common,
         )
         self.owner = owner
+
+    def seed(self, now: int) -> None:
+        """Cap what this process spends in the windows the fleet had already spent from.
+
+        The fresh local limiters know nothing of the weight the fleet was granted in the
+        current window. What Redis last said (the ledger's count of each window, with the
+        time its script could have run at the earliest) plus the most the pacer can have
+        granted since (its rate over that time, and one burst or heaviest call) bounds the
+        fleet's spending there; what is left is shared out among the live processes."""
+        owner = self.owner
+        off = owner._offset
+        if off is None:
+            return
+        w = owner._window_ns
+        eps = off.eps(now)
+        first = (now + off.offset - eps) // w
+        last = (now + off.offset + eps + owner._spread_ns) // w
+        span = w + owner._spread_ns
+        for budget in owner._budgets.values():
+            params = budget.params
+            tol = max(params.burst, _HEAVIEST[budget.key.kind])
+            caps = self.caps.setdefault(budget.key, {})
+            for k in range(first, last + 1):
+                used, since = budget.known.get(k, (0, k * w - off.offset - eps - span))
+                since = min(since, now)
+                unknown = math.ceil(params.den * (now - since) / span) + tol
+                left = max(0, params.effective - used - unknown)
+                caps[k] = left // self.processes
+            logger.info(
+                "fallback for the %s budget: at most %s in server windows %s (fleet spent "
+                "about %s)",
+                budget.key.kind.value,
+                [caps[k] for k in range(first, last + 1)],
+                list(range(first, last + 1)),
+                [budget.known.get(k, (None, 0))[0] for k in range(first, last + 1)],
+            )
+
+    def close(self) -> None:
+        """The limiter rejoined Redis: every wait here ends, its caller asks Redis."""
+        self.active = False
+        for scope in self.waits:
+            scope.cancel()
+
+    def allowance(self, key: BudgetKey, k: int) -> int:
+        """The most this process may grant in server window ``k`` while on the fallback."""
+        share = self.share_effective[key.kind]
+        cap = self.caps.get(key, {}).get(k, share)
+        return max(min(cap, share), self.spent.get(key, {}).get(k, 0))
+
+    def _blocked(self, key: BudgetKey, weight: int, now: int) -> int | None:
+        """Local ns from which ``weight`` no longer meets a capped window, or None."""
+        caps = self.caps.get(key)
+        if not caps:
+            return None
+        owner = self.owner
+        off = owner._offset
+        windows = owner._windows(now)
+        if off is None or not windows:
+            return None
+        spent = self.spent.get(key, {})
+        full = [k for k in windows if k in caps and spent.get(k, 0) + weight > caps[k]]
+        if not full:
+            return None
+        return (max(full) + 1) * owner._window_ns - off.offset + off.eps(now)
+
+    def _spend(self, key: BudgetKey, weight: int, now: int) -> tuple[int, ...]:
+        spent = self.spent.setdefault(key, {})
+        windows = self.owner._windows(now)
+        for k in windows:
+            spent[k] = spent.get(k, 0) + weight
+        return windows
+
+    def _answered(self, key: BudgetKey, weight: int, sent: int, received: int) -> None:
+        """The server answered between ``sent`` and ``received``: note the window it
+        counted the weight in, when only one is possible."""
+        off = self.owner._offset
+        if off is None:
+            return
+        w = self.owner._window_ns
+        eps = off.eps(received)
+        lo = (sent + off.offset - eps) // w
+        if lo == (received + off.offset + eps) // w:
+            answered = self.answered.setdefault(key, {})
+            answered[lo] = answered.get(lo, 0) + weight
 
     def set_server_offset(self, offset_ns: int, error_ns: int) -> None:
         self.own.set_server_offset(offset_ns, error_ns)
@@ -1236,16 +1486,57 @@ class _Fallback:
             if max_wait is not None:
                 max_wait = max(0.0, max_wait - pause)
         started = anyio.current_time()
-        own = await self.own.acquire(budget.key, weight, max_wait=max_wait, priority=priority)
+        deadline = None if max_wait is None else started + max_wait
+        key = budget.key
+        while True:
+            if not self.active:
+                raise _Rejoined
+            permits: tuple[LimiterPermit, LimiterPermit] | None = None
+            with anyio.CancelScope() as scope:
+                self.waits.add(scope)
+                try:
+                    permits = await self._acquire_local(key, weight, deadline, priority)
+                finally:
+                    self.waits.discard(scope)
+            if permits is None:
+                continue  # waited out a capped window, or rejoined (checked above)
+            own, full = permits
+            now = _now_ns()
+            if not self.active or self._blocked(key, weight, now) is not None:
+                own.refund()
+                full.refund()
+                continue
+            self._spend(key, weight, now)
+            permit = _FallbackPermit(own, full, weight)
+            permit.sent_at = now
+            permit.on_answer = functools.partial(self._answered, key, weight)
+            return permit
+
+    async def _acquire_local(
+        self, key: BudgetKey, weight: int, deadline: float | None, priority: Priority
+    ) -> tuple[LimiterPermit, LimiterPermit] | None:
+        """Both local permits, or None after waiting for a capped window to pass."""
+        ready = self._blocked(key, weight, _now_ns())
+        if ready is not None:
+            # A window the fleet had already spent from: wait until the call cannot land
+            # in it any more.
+            pause = max(0.0, (ready - _now_ns()) / NS)
+            if deadline is not None and anyio.current_time() + pause > deadline:
+                raise RateLimitTimeoutError(
+                    f"{weight} weight on the fallback needs {pause:.3f} s, more than max_wait",
+                    wait=pause,
+                )
+            await anyio.sleep(pause + 0.001)
+            return None
+        left = None if deadline is None else max(0.0, deadline - anyio.current_time())
+        own = await self.own.acquire(key, weight, max_wait=left, priority=priority)
         try:
-            left = (
-                None if max_wait is None else max(0.0, max_wait - (anyio.current_time() - started))
-            )
-            full = await self.full.acquire(budget.key, weight, max_wait=left, priority=priority)
+            left = None if deadline is None else max(0.0, deadline - anyio.current_time())
+            full = await self.full.acquire(key, weight, max_wait=left, priority=priority)
         except BaseException:
             own.refund()
             raise
-        return _FallbackPermit(own, full, weight)
+        return own, full
 
 
 def _now_ns() -> int:
