@@ -546,7 +546,7 @@ class BudgetCore:
         offset = clock.offset
         eps = 0
         if offset is not None:
-            eps = clock.error + abs(now - clock.set_at) * clock.drift_ppm // _PPM
+            eps = clock.eps(now)
         if offset is not None and eps * 10 <= self.window:
             if self._windows:
                 ledger = self._ledger_ready(now, weight, offset, eps)
@@ -702,7 +702,7 @@ class BudgetCore:
             return self._probe_clear(now)
         offset = clock.offset
         if offset is not None:
-            eps = clock.error + abs(now - clock.set_at) * clock.drift_ppm // _PPM
+            eps = clock.eps(now)
         if offset is not None and eps * 10 <= w:
             self._fill_span(now)
             windows = self._windows
@@ -759,7 +759,7 @@ class BudgetCore:
             g.windows = win.ks
             win.charged += weight
         elif offset is not None:
-            eps = clock.error + abs(now - clock.set_at) * clock.drift_ppm // _PPM
+            eps = clock.eps(now)
             w = self.window
             lo = (now + offset - eps) // w
             hi = (now + offset + eps + self.spread) // w
@@ -840,7 +840,7 @@ class BudgetCore:
             # window that ends before then is released), and within the spread after
             # (a request sent late, or after the offset became known, is charged to the
             # windows it may now reach).
-            eps = clock.error + abs(now - clock.set_at) * clock.drift_ppm // _PPM
+            eps = clock.eps(now)
             w = self.window
             lo = (now + offset - eps) // w
             hi = (now + offset + eps + self.spread) // w
@@ -1013,7 +1013,7 @@ class BudgetCore:
             # span cache's stretch of it: surely handled there.
             k_single = self._sp_k
         elif offset is not None:
-            eps = clock.error + abs(now - clock.set_at) * clock.drift_ppm // _PPM
+            eps = clock.eps(now)
             old = g.windows
             window = self.window
             lo = (sent + offset - eps) // window
