@@ -84,6 +84,7 @@ DEFAULT_LIMITS: Mapping[Budget, int] = {
 """Binance's documented weight per minute for each budget kind."""
 
 _PPM = 1_000_000
+_NEVER = 1 << 100  # a time later than any clock reading
 # Added to every timed wait: float clocks can land a hair before an integer deadline, and a
 # head that wakes 1 ns early would otherwise spin on zero-length sleeps.
 _WAKE_SLACK = 1e-6
@@ -370,12 +371,11 @@ _GRANTED, _SENT, _FINISHED, _REFUNDED = 0, 1, 2, 3
 
 
 class Grant:
-    """One grant of the pure core: the record a :class:`Permit` carries."""
+    """One grant of the pure core (a :class:`Permit` is one, with the async layer's fields)."""
 
     __slots__ = (
         "cell",
         "cum_snap",
-        "entry",
         "fin_snap",
         "granted_at",
         "ref_sent",
@@ -388,12 +388,11 @@ class Grant:
         "windows",
     )
 
-    def __init__(self, weight: int, now: int, seq: int, entry: list[int]) -> None:
+    def __init__(self, weight: int, now: int, seq: int) -> None:
         self.weight = weight
         self.granted_at = now
         self.sent_at = now
-        self.seq = seq
-        self.entry = entry  # this grant's cell in the log: [time, weight]
+        self.seq = seq  # also finds its entry in the log: every grant appends one
         self.cell: list[int] | None = None  # its cell in a window's pending list
         self.windows: tuple[int, ...] = ()  # server minutes charged with this grant
         self.snap: tuple[int, ...] = ()  # each window's ``done`` when the request left
@@ -407,6 +406,9 @@ class Grant:
     def open(self) -> bool:
         """Granted and neither finished nor refunded."""
         return self.state < _FINISHED
+
+
+_new_record = object.__new__
 
 
 class BudgetCore:
@@ -457,7 +459,13 @@ class BudgetCore:
         self._tat = 0
         self._foreign_rate = 0  # forecast of others' weight per window
         self._set_ceiling(limit)
-        self._log: deque[list[int]] = deque()
+        # The log of grants, oldest first: times and weights (0 once refunded) in two deques
+        # of plain ints (no per-grant object for the garbage collector to keep visiting).
+        # The last entry is grant ``_seq``. ``_log_first`` is the oldest time (far in the
+        # future while empty): expiry is checked without touching the deque's cold end.
+        self._log_t: deque[int] = deque()
+        self._log_w: deque[int] = deque()
+        self._log_first = _NEVER
         self._log_sum = 0
         self._windows: dict[int, _Window] = {}
         self._low_window = 0
@@ -487,6 +495,8 @@ class BudgetCore:
         self._sp_k = 0
         self._sp_win: _Window | None = None
         self._sp_prev: _Window | None = None
+        # The class of the grant records (the async layer's permits are grants).
+        self.record: type[Grant] = Grant
 
     # --- configuration ----------------------------------------------------------------
 
@@ -536,8 +546,7 @@ class BudgetCore:
         if pacer > ready:
             ready = pacer
         # Hard cap over the span.
-        log = self._log
-        if log and log[0][0] < now - self.span:
+        if self._log_first < now - self.span:
             self._expire(now)
         if self._log_sum + weight > self.effective:
             ready = max(ready, self._log_ready(weight))
@@ -603,15 +612,18 @@ class BudgetCore:
         return last is None or now - last > self.window
 
     def _expire(self, now: int) -> None:
-        log = self._log
+        log_t = self._log_t
+        log_w = self._log_w
         horizon = now - self.span
-        while log and log[0][0] < horizon:
-            self._log_sum -= log.popleft()[1]
+        while log_t and log_t[0] < horizon:
+            log_t.popleft()
+            self._log_sum -= log_w.popleft()
+        self._log_first = log_t[0] if log_t else _NEVER
 
     def _log_ready(self, weight: int) -> int:
         need = self._log_sum + weight - self.effective
         freed = 0
-        for stamp, w in self._log:
+        for stamp, w in zip(self._log_t, self._log_w, strict=True):
             freed += w
             if freed >= need:
                 return stamp + self.span + 1
@@ -674,8 +686,7 @@ class BudgetCore:
         # ceil((tat + (weight - tol) * span) / den) <= now, without the division.
         if self._tat + (weight - tol) * span > now * self._den:
             return False
-        log = self._log
-        if log and log[0][0] < now - span:
+        if self._log_first < now - span:
             self._expire(now)
         if self._log_sum + weight > self.effective:
             return False
@@ -737,17 +748,88 @@ class BudgetCore:
                 return False
         return True
 
+    def take(self, now: int, weight: int) -> Grant | None:
+        """``ready_now(now, weight)`` and then ``grant(now, weight)`` in one pass, for the
+        usual case only: the span cache covers ``now`` and its window exists. The grant, or
+        None, which changes nothing (then decide with ``ready_now`` / ``ready_at``)."""
+        # The same checks as ready_now's span-cache branch, then grant's, inline: this runs
+        # once per request, and the pieces as separate calls cost more than the work.
+        win = self._sp_win
+        if (
+            win is None
+            or self.clock.version != self._sp_ver
+            or now < self._sp_from
+            or now > self._sp_to
+            or self.paused_until > now
+            or self.group.banned_until > now
+            or win.full
+        ):
+            return None
+        span = self.span
+        tat = self._tat
+        now_den = now * self._den
+        if tat + (weight - (self.burst if weight <= self.burst else weight)) * span > now_den:
+            return None
+        if self._log_first < now - span:
+            self._expire(now)
+        eff = self.effective
+        if self._log_sum + weight > eff:
+            return None
+        used = win.charged
+        frontier = win.frontier
+        if frontier and frontier[0][1] > 0:
+            used += frontier[0][1]
+        foreign = win.foreign
+        prev = self._sp_prev
+        if prev is not None and prev.foreign > foreign:
+            foreign = prev.foreign
+        if used + weight + foreign > eff:
+            return None
+        if self.probe and self.outstanding:
+            last = self._last_response_at
+            if last is None or now - last > self.window:
+                return None
+        self._tat = (tat if tat > now_den else now_den) + weight * span
+        log_t = self._log_t
+        if not log_t:
+            self._log_first = now
+        log_t.append(now)
+        self._log_w.append(weight)
+        self._log_sum += weight
+        self._seq = seq = self._seq + 1
+        win.charged += weight
+        g = _new_record(self.record)
+        g.weight = weight
+        g.granted_at = now
+        g.sent_at = now
+        g.seq = seq
+        g.cell = None
+        g.windows = win.ks
+        g.snap = ()
+        g.fin_snap = 0
+        g.cum_snap = 0
+        g.ref_sent = 0
+        g.ref_used = -1
+        g.state = _GRANTED
+        self.granted_cum += weight
+        self.outstanding += 1
+        self._last_grant_at = now
+        return g
+
     def grant(self, now: int, weight: int) -> Grant:
         """Commit a grant (the caller checked ``ready_at(now, weight) <= now``)."""
         tat = now * self._den
         if self._tat > tat:
             tat = self._tat
         self._tat = tat + weight * self.span
-        entry = [now, weight]
-        self._log.append(entry)
+        if not self._log_t:
+            self._log_first = now
+        self._log_t.append(now)
+        self._log_w.append(weight)
         self._log_sum += weight
         self._seq += 1
-        g = Grant(weight, now, self._seq, entry)
+        g = _new_record(self.record)
+        Grant.__init__(g, weight, now, self._seq)
         clock = self.clock
         offset = clock.offset
         win = self._sp_win
@@ -890,10 +972,11 @@ class BudgetCore:
             return False
         g.state = _REFUNDED
         w = g.weight
-        if g.entry[1]:
-            g.entry[1] = 0
-            if self._log and self._log[0][0] <= g.entry[0]:
-                self._log_sum -= w
+        back = self._seq - g.seq  # entries after this grant's own in the log
+        log_w = self._log_w
+        if 0 <= back < len(log_w) and log_w[-1 - back]:  # not expired yet
+            log_w[-1 - back] = 0
+            self._log_sum -= w
         for k in g.windows:
             win = self._windows.get(k)
             if win is not None:
@@ -1163,7 +1246,11 @@ class BudgetCore:
             if win.full:
                 return self.ceiling
             return min(win.charged + max(win.foreign, 0), self.ceiling)
-        own = sum(w for stamp, w in self._log if stamp > now - self.window)
+        own = sum(
+            w
+            for stamp, w in zip(self._log_t, self._log_w, strict=True)
+            if stamp > now - self.window
+        )
         if self._pf_used is not None and now < self._pf_received + self.window:
             return max(own, self._pf_used + self.granted_cum - self._pf_granted)
         return own
@@ -1252,7 +1339,7 @@ class _Budget:
             head.event.set()
 
 
-class Permit:
+class Permit(Grant):
     """Weight granted for one request.
 
     Use it as an async context manager around the exchange. Call :meth:`mark_sent` right
@@ -1260,9 +1347,11 @@ class Permit:
     permit released without ``mark_sent`` (the caller was cancelled, building the request
     failed), or with a :class:`~binance_pmpro.errors.TransportError` whose ``sent`` is
     False, is refunded; otherwise its weight stays spent (the server may have counted it).
+
+    It is its own :class:`Grant` (one object per request, not two).
     """
 
-    __slots__ = ("_budget", "_grant", "_limiter", "_loop", "sent", "weight")
+    __slots__ = ("_budget", "_limiter", "_loop", "sent")
 
     def __init__(
         self,
@@ -1273,11 +1362,17 @@ class Permit:
         loop: Any = None,
     ) -> None:
         self._limiter = limiter
-        self._budget = budget
-        self._grant = grant
-        self.weight = weight
-        self.sent = False
         self._loop = loop  # the asyncio loop it was granted on, whose clock it reads
+        self.sent = False
+        if grant is None or budget is None:
+            # Accounts for nothing: finished from the start.
+            Grant.__init__(self, weight, 0, 0)
+            self.state = _FINISHED
+            self._budget = None
+        else:
+            for name in Grant.__slots__:
+                setattr(self, name, getattr(grant, name))
+            self._budget = budget
 
     @property
     def key(self) -> BudgetKey | None:
@@ -1288,19 +1383,15 @@ class Permit:
         """The request is about to leave: from now on the weight is not refunded."""
         self.sent = True
         budget = self._budget
-        if budget is not None and self._grant is not None:
+        if budget is not None:
             loop = self._loop
             now = math.floor(loop.time() * NS) if loop is not None else _now_ns()
-            budget.core.mark_sent(self._grant, now)
+            budget.core.mark_sent(self, now)
 
     def refund(self) -> None:
         """Give the weight back (only meaningful before the request was sent). Idempotent."""
         budget = self._budget
-        if (
-            budget is not None
-            and self._grant is not None
-            and budget.core.refund(self._grant, _now_ns())
-        ):
+        if budget is not None and budget.core.refund(self, _now_ns()):
             budget.wake()
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
@@ -1310,25 +1401,25 @@ class Permit:
         with lower-case keys).
         """
         budget = self._budget
-        grant = self._grant
-        if budget is None or grant is None:
+        if budget is None:
             return
         loop = self._loop
         now = math.floor(loop.time() * NS) if loop is not None else _now_ns()
-        clock = self._limiter._offset
+        core = budget.core
+        clock = core.clock
         if (status != 429 and status != 418) and (
             clock.explicit or (clock.offset is not None and clock.eps(now) <= _DATE_GOOD_ENOUGH)
         ):
             # The usual answer, handled here (what ``_observe`` does for it): no pause or
             # ban to spread, no Date header to learn the clock from.
             raw = headers.get(budget.header)
-            budget.core.on_response(
-                grant, now, status, int(raw) if raw is not None and raw.isdigit() else None
+            core.on_response(
+                self, now, status, int(raw) if raw is not None and raw.isdigit() else None
             )
             if budget.n_waiting:
                 budget.wake()
             return
-        self._limiter._observe(budget, grant, status, headers, now)
+        self._limiter._observe(budget, self, status, headers, now)
 
     async def __aenter__(self) -> Permit:
         return self
@@ -1339,13 +1430,14 @@ class Permit:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self.state >= _FINISHED:
+            return  # the usual end: the answer already finished the grant (or a no-op permit)
         budget = self._budget
-        grant = self._grant
-        if budget is None or grant is None or grant.state >= _FINISHED:
-            return  # the usual end: the answer already finished the grant
+        if budget is None:
+            return
         if not self.sent or (isinstance(exc, TransportError) and not exc.sent):
             self.refund()
-        elif budget.core.finish(grant, _now_ns()):
+        elif budget.core.finish(self, _now_ns()):
             budget.wake()
 
 
@@ -1462,6 +1554,7 @@ class RateLimiter:
                 offset=self._offset,
                 group=group,
             )
+            core.record = Permit
             budget = self._budgets[key] = _Budget(key, core)
         return budget
 
@@ -1501,17 +1594,29 @@ class RateLimiter:
             raise self._ban_error(core.group, now)
         if not 0 < weight <= core.effective:
             core.check_weight(weight)
-        if (not budget.n_waiting or not budget.busy(priority)) and (
-            core.ready_now(now, weight) or core.ready_at(now, weight) <= now
-        ):
+        if not budget.n_waiting or not budget.busy(priority):
             # Uncontended: granted without yielding. The request that follows awaits its
             # transport anyway, and an event-loop round trip here was the largest part of
             # an uncontended acquire's cost. (A caller already cancelled is stopped at that
             # await; its weight is then kept, which errs on the safe side.)
-            return Permit(self, budget, core.grant(now, weight), weight, loop)
+            grant = core.take(now, weight)
+            if grant is None and (core.ready_now(now, weight) or core.ready_at(now, weight) <= now):
+                grant = core.grant(now, weight)
+            if grant is not None:
+                if isinstance(grant, Permit):  # the core's grant records are permits
+                    grant._limiter = self
+                    grant._budget = budget
+                    grant._loop = loop
+                    grant.sent = False
+                    return grant
+                return Permit(self, budget, grant, weight, loop)
         await anyio.lowlevel.checkpoint_if_cancelled()
         grant = await self._wait(budget, weight, int(priority), now, max_wait)
-        permit = Permit(self, budget, grant, weight, loop)
+        permit = grant if isinstance(grant, Permit) else Permit(self, budget, grant, weight, loop)
+        permit._limiter = self
+        permit._budget = budget
+        permit._loop = loop
+        permit.sent = False
         # The grant is committed: yield to others without being cancellable, so a
         # cancellation arriving now cannot lose it (anyio's own locks do the same).
         await anyio.lowlevel.cancel_shielded_checkpoint()
