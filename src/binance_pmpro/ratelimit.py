@@ -167,6 +167,7 @@ class ServerOffset:
 
     __slots__ = (
         "_candidate",
+        "_cores",
         "_doubted",
         "drift_ppm",
         "error",
@@ -183,6 +184,9 @@ class ServerOffset:
     def __init__(self, drift_ppm: int = 100, window_ns: int = WINDOW_NS) -> None:
         # Bumped whenever offset, error or set_at change: budgets cache derived figures.
         self.version = 0
+        # The budgets reading this clock: a bump also drops their per-request span state at
+        # once, so that their hot paths need not compare versions.
+        self._cores: weakref.WeakSet[BudgetCore] = weakref.WeakSet()
         self.offset: int | None = None
         self.error = 0
         self.set_at = 0
@@ -202,7 +206,7 @@ class ServerOffset:
         self.offset = int(offset_ns)
         self.error = int(error_ns)
         self.set_at = now
-        self.version += 1
+        self._bump()
         self.explicit = True
         self.phase_only = False
 
@@ -244,7 +248,7 @@ class ServerOffset:
                 # Contradicts what was learned from counts before: unlearn it, and from now
                 # on want a confirmation.
                 self.offset = None
-                self.version += 1
+                self._bump()
                 self._doubted = True
                 self._candidate = (-until, -after, now)
             return
@@ -278,16 +282,21 @@ class ServerOffset:
         self.offset = (lo + hi) // 2
         self.error = (hi - lo + 1) // 2
         self.set_at = now
-        self.version += 1
+        self._bump()
         self.phase_only = phase_only
 
     def clear(self) -> None:
         """Forget the offset (back to the mode that needs none)."""
         self.offset = None
-        self.version += 1
+        self._bump()
         self.explicit = False
         self.phase_only = False
         self._candidate = None
+
+    def _bump(self) -> None:
+        self.version += 1
+        for core in self._cores:
+            core._drop_span()
 
     def eps(self, now: int) -> int:
         """The error bound at ``now``, drift included."""
@@ -383,6 +392,7 @@ class Grant:
         "sent_at",
         "seq",
         "snap",
+        "span",
         "state",
         "weight",
         "windows",
@@ -400,6 +410,7 @@ class Grant:
         self.cum_snap = 0  # granted weight (this one included) when the request left
         self.ref_sent = 0  # the latest-sent answered request when this one left...
         self.ref_used = -1  # ...and the count it reported (-1: none)
+        self.span = -1  # the span cache's id when it left within its stretch (else -1)
         self.state = _GRANTED
 
     @property
@@ -418,6 +429,57 @@ class BudgetCore:
     Use: ``ready_at(now, w) <= now`` → ``grant(now, w)``; then ``mark_sent``, and
     ``on_response`` / ``finish`` / ``refund``. A denial changes nothing.
     """
+
+    # Slots: attribute reads and writes on the per-request path are the cheapest kind.
+    # ``__dict__`` stays for callers (and tests) that wrap a method on one instance.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_den",
+        "_foreign_rate",
+        "_last_grant_at",
+        "_last_response_at",
+        "_log_first",
+        "_log_sum",
+        "_log_t",
+        "_log_w",
+        "_low_window",
+        "_pf_granted",
+        "_pf_received",
+        "_pf_sent",
+        "_pf_used",
+        "_pf_value",
+        "_seq",
+        "_sp_fast",
+        "_sp_from",
+        "_sp_id",
+        "_sp_k",
+        "_sp_prev",
+        "_sp_to",
+        "_sp_ver",
+        "_sp_win",
+        "_tat",
+        "_windows",
+        "burst",
+        "burst_ppm",
+        "ceiling",
+        "clock",
+        "effective",
+        "finished_cum",
+        "granted_cum",
+        "group",
+        "headroom_ppm",
+        "limit",
+        "outstanding",
+        "paused_until",
+        "probe",
+        "probe_timeout",
+        "record",
+        "server_used",
+        "span",
+        "spread",
+        "window",
+    )
 
     def __init__(
         self,
@@ -473,7 +535,7 @@ class BudgetCore:
         self.server_used: int | None = None
         # Offset-free guard: the latest-sent response with a header.
         self._pf_value: int | None = None
-        self._pf_used: int | None = None
+        self._pf_used = -1  # -1: no response with a count yet
         self._pf_granted = 0
         self._pf_sent = 0
         self._pf_received = 0
@@ -495,6 +557,13 @@ class BudgetCore:
         self._sp_k = 0
         self._sp_win: _Window | None = None
         self._sp_prev: _Window | None = None
+        # For the per-request paths: window k while the span cache is valid and k exists
+        # (else None), and an id that changes whenever that state is filled or dropped (a
+        # grant sent within a span carries it; the same id at its answer proves the span
+        # still holds). The clock drops it on any change (no version compare per request).
+        self._sp_fast: _Window | None = None
+        self._sp_id = 0
+        self.clock._cores.add(self)
         # The class of the grant records (the async layer's permits are grants).
         self.record: type[Grant] = Grant
 
@@ -584,7 +653,7 @@ class BudgetCore:
     def _fill_span(self, now: int) -> None:
         """Fill the span cache from ``now`` for up to a quarter window, when the whole
         arrival interval of a request sent then lies in one server minute."""
-        self._sp_ver = -1
+        self._drop_span()
         clock = self.clock
         offset = clock.offset
         if offset is None or now < clock.set_at:
@@ -603,9 +672,15 @@ class BudgetCore:
         self._sp_from = max(k * w - offset + eps, clock.set_at)
         self._sp_to = end
         self._sp_k = k
-        self._sp_win = self._windows.get(k)
+        self._sp_win = self._sp_fast = self._windows.get(k)
         self._sp_prev = self._windows.get(k - 1)
         self._sp_ver = clock.version
+
+    def _drop_span(self) -> None:
+        """Invalidate the span cache (the clock changed, or a window came or went)."""
+        self._sp_ver = -1
+        self._sp_fast = None
+        self._sp_id += 1
 
     def _cold(self, now: int) -> bool:
         last = self._last_response_at
@@ -754,10 +829,9 @@ class BudgetCore:
         None, which changes nothing (then decide with ``ready_now`` / ``ready_at``)."""
         # The same checks as ready_now's span-cache branch, then grant's, inline: this runs
         # once per request, and the pieces as separate calls cost more than the work.
-        win = self._sp_win
+        win = self._sp_fast
         if (
             win is None
-            or self.clock.version != self._sp_ver
             or now < self._sp_from
             or now > self._sp_to
             or self.paused_until > now
@@ -798,18 +872,14 @@ class BudgetCore:
         self._log_sum += weight
         self._seq = seq = self._seq + 1
         win.charged += weight
+        # The record: what refund / finish / mark_sent read. mark_sent sets the rest (the
+        # snapshot fields) before anything reads them.
         g = _new_record(self.record)
         g.weight = weight
         g.granted_at = now
-        g.sent_at = now
         g.seq = seq
         g.cell = None
         g.windows = win.ks
-        g.snap = ()
-        g.fin_snap = 0
-        g.cum_snap = 0
-        g.ref_sent = 0
-        g.ref_used = -1
         g.state = _GRANTED
         self.granted_cum += weight
         self.outstanding += 1
@@ -868,14 +938,14 @@ class BudgetCore:
 
     def _new_window(self, k: int) -> _Window:
         win = self._windows[k] = _Window(k)
-        self._sp_ver = -1  # the span cache may hold None for it
+        self._drop_span()  # the span cache may hold None for it
         return win
 
     def _collect(self, k: int) -> None:
         # Windows two minutes old can no longer receive anything of ours.
         if k - 2 > self._low_window:
             self._low_window = k - 2
-            self._sp_ver = -1
+            self._drop_span()
             for old in [j for j in self._windows if j < k - 2]:
                 del self._windows[old]
 
@@ -895,20 +965,12 @@ class BudgetCore:
         g.sent_at = now
         g.fin_snap = self.finished_cum
         g.cum_snap = self.granted_cum
-        if self._pf_used is not None:
-            g.ref_sent = self._pf_sent
-            g.ref_used = self._pf_used
-        windows = self._windows
-        clock = self.clock
-        offset = clock.offset
-        win = self._sp_win
-        if (
-            win is not None
-            and g.windows is win.ks
-            and clock.version == self._sp_ver
-            and self._sp_from <= now <= self._sp_to
-        ):
+        g.ref_sent = self._pf_sent  # 0 and -1 until a count came back
+        g.ref_used = self._pf_used
+        win = self._sp_fast
+        if win is not None and g.windows is win.ks and self._sp_from <= now <= self._sp_to:
             # Still where the grant charged it (the span cache says so): the snapshot.
+            g.span = self._sp_id
             pending = win.pending
             settled = win.settled
             if pending and pending[0][0] <= now:
@@ -917,6 +979,10 @@ class BudgetCore:
             g.cell = cell = [now + self.spread, g.weight, 0]
             pending.append(cell)
             return
+        g.span = -1
+        windows = self._windows
+        clock = self.clock
+        offset = clock.offset
         if offset is not None:
             # Where it can land, seen from the moment it leaves: not before it leaves (a
             # window that ends before then is released), and within the spread after
@@ -1028,26 +1094,24 @@ class BudgetCore:
         state = g.state
         if state >= _FINISHED:  # finished or refunded
             return None
-        win = self._sp_win
-        sent = g.sent_at
         if (
             state == _SENT
+            and g.span == self._sp_id
             and used is not None
             and status != 429
             and status != 418
+            and (win := self._sp_fast) is not None
+            and (sent := g.sent_at) <= now <= self._sp_to
             and used >= g.ref_used
-            and win is not None
-            and g.windows is win.ks
-            and self.clock.version == self._sp_ver
-            and self._sp_from <= sent <= now <= self._sp_to
         ):
-            # The usual answer, in one pass: counted, with a header, sent and answered
-            # within the span cache's stretch of the one window it was charged to (so
-            # surely handled there), and no count drop to learn from. The same steps as
+            # The usual answer, in one pass: counted, with a header, sent (``span``: its
+            # mark_sent found it within the span cache's stretch of the one window it was
+            # charged to, and the cache is still the same) and answered within that stretch
+            # (so surely handled there), and no count drop to learn from. The same steps as
             # below, in the same order.
             w = g.weight
             self._last_response_at = now
-            bound = used - (g.snap[0] if g.snap else 0) - w
+            bound = used - g.snap[0] - w
             frontier = win.frontier
             if sent > win.last_sent:
                 win.last_sent = sent
@@ -1251,7 +1315,7 @@ class BudgetCore:
             for stamp, w in zip(self._log_t, self._log_w, strict=True)
             if stamp > now - self.window
         )
-        if self._pf_used is not None and now < self._pf_received + self.window:
+        if self._pf_used >= 0 and now < self._pf_received + self.window:
             return max(own, self._pf_used + self.granted_cum - self._pf_granted)
         return own
 
@@ -1287,11 +1351,12 @@ class _Waiter:
 class _Budget:
     """A :class:`BudgetCore` plus its queues of waiting tasks (one per priority class)."""
 
-    __slots__ = ("core", "header", "key", "n_waiting", "queued", "queues")
+    __slots__ = ("core", "header", "key", "limiter", "n_waiting", "queued", "queues")
 
-    def __init__(self, key: BudgetKey, core: BudgetCore) -> None:
+    def __init__(self, key: BudgetKey, core: BudgetCore, limiter: RateLimiter) -> None:
         self.key = key
         self.core = core
+        self.limiter = limiter
         self.header = USED_WEIGHT_HEADERS[key.kind]
         self.queues: tuple[deque[_Waiter], ...] = tuple(deque() for _ in Priority)
         self.queued = [0] * len(Priority)  # queued weight per class
@@ -1351,18 +1416,18 @@ class Permit(Grant):
     It is its own :class:`Grant` (one object per request, not two).
     """
 
-    __slots__ = ("_budget", "_limiter", "_loop", "sent")
+    __slots__ = ("_budget", "_clock", "sent")
 
     def __init__(
         self,
-        limiter: RateLimiter,
+        limiter: RateLimiter | None,
         budget: _Budget | None,
         grant: Grant | None,
         weight: int,
         loop: Any = None,
     ) -> None:
-        self._limiter = limiter
-        self._loop = loop  # the asyncio loop it was granted on, whose clock it reads
+        # What it reads the time from (see ``_clock_of``): the loop it was granted on.
+        self._clock = _clock_of(loop) if loop is not None else _ANY_LOOP
         self.sent = False
         if grant is None or budget is None:
             # Accounts for nothing: finished from the start.
@@ -1384,9 +1449,10 @@ class Permit(Grant):
         self.sent = True
         budget = self._budget
         if budget is not None:
-            loop = self._loop
-            now = math.floor(loop.time() * NS) if loop is not None else _now_ns()
-            budget.core.mark_sent(self, now)
+            clock = self._clock
+            budget.core.mark_sent(
+                self, _monotonic_ns() if clock is None else math.floor(clock.time() * NS)
+            )
 
     def refund(self) -> None:
         """Give the weight back (only meaningful before the request was sent). Idempotent."""
@@ -1403,12 +1469,12 @@ class Permit(Grant):
         budget = self._budget
         if budget is None:
             return
-        loop = self._loop
-        now = math.floor(loop.time() * NS) if loop is not None else _now_ns()
+        clock = self._clock
+        now = _monotonic_ns() if clock is None else math.floor(clock.time() * NS)
         core = budget.core
-        clock = core.clock
+        server = core.clock
         if (status != 429 and status != 418) and (
-            clock.explicit or (clock.offset is not None and clock.eps(now) <= _DATE_GOOD_ENOUGH)
+            server.explicit or (server.offset is not None and server.eps(now) <= _DATE_GOOD_ENOUGH)
         ):
             # The usual answer, handled here (what ``_observe`` does for it): no pause or
             # ban to spread, no Date header to learn the clock from.
@@ -1419,7 +1485,7 @@ class Permit(Grant):
             if budget.n_waiting:
                 budget.wake()
             return
-        self._limiter._observe(budget, self, status, headers, now)
+        budget.limiter._observe(budget, self, status, headers, now)
 
     async def __aenter__(self) -> Permit:
         return self
@@ -1555,7 +1621,7 @@ class RateLimiter:
                 group=group,
             )
             core.record = Permit
-            budget = self._budgets[key] = _Budget(key, core)
+            budget = self._budgets[key] = _Budget(key, core, self)
         return budget
 
     # --- acquiring ----------------------------------------------------------------------
@@ -1585,37 +1651,52 @@ class RateLimiter:
                 self._by_id.clear()
             self._by_id[id(key)] = (key, budget)
         core = budget.core
-        # The asyncio loop (None elsewhere): its clock is read directly, here and by the
-        # permit (a task never changes loops), which saves a library look-up per read.
-        loop = _asyncio_loop()
-        now = math.floor(loop.time() * NS) if loop is not None else _now_ns()
+        # What the time is read from, here and by the permit (a task never changes loops):
+        # the running asyncio loop's clock directly (no library look-up per read), else
+        # anyio's. See ``_clock_of``.
+        clock: Any = _ANY_LOOP
+        if _sniffio_thread.name is None and _sniffio_var.get() is None:
+            loop = (_running_loop or _loop_getter())()
+            if loop is not None:
+                clock = _clock_of(loop)
+        now = _monotonic_ns() if clock is None else math.floor(clock.time() * NS)
         self._last_now = now
-        if core.group.banned_until > now:
-            raise self._ban_error(core.group, now)
-        if not 0 < weight <= core.effective:
+        if weight <= 0:
+            if core.group.banned_until > now:
+                raise self._ban_error(core.group, now)
             core.check_weight(weight)
         if not budget.n_waiting or not budget.busy(priority):
             # Uncontended: granted without yielding. The request that follows awaits its
             # transport anyway, and an event-loop round trip here was the largest part of
             # an uncontended acquire's cost. (A caller already cancelled is stopped at that
-            # await; its weight is then kept, which errs on the safe side.)
+            # await; its weight is then kept, which errs on the safe side.) ``take`` grants
+            # nothing while banned, paused or over the limit.
             grant = core.take(now, weight)
-            if grant is None and (core.ready_now(now, weight) or core.ready_at(now, weight) <= now):
-                grant = core.grant(now, weight)
+            if grant is None:
+                if core.group.banned_until > now:
+                    raise self._ban_error(core.group, now)
+                if weight > core.effective:
+                    core.check_weight(weight)
+                if core.ready_now(now, weight) or core.ready_at(now, weight) <= now:
+                    grant = core.grant(now, weight)
             if grant is not None:
                 if isinstance(grant, Permit):  # the core's grant records are permits
-                    grant._limiter = self
                     grant._budget = budget
-                    grant._loop = loop
+                    grant._clock = clock
                     grant.sent = False
                     return grant
-                return Permit(self, budget, grant, weight, loop)
+                permit = Permit(self, budget, grant, weight)
+                permit._clock = clock
+                return permit
+        elif core.group.banned_until > now:
+            raise self._ban_error(core.group, now)
+        elif weight > core.effective:
+            core.check_weight(weight)
         await anyio.lowlevel.checkpoint_if_cancelled()
         grant = await self._wait(budget, weight, int(priority), now, max_wait)
-        permit = grant if isinstance(grant, Permit) else Permit(self, budget, grant, weight, loop)
-        permit._limiter = self
+        permit = grant if isinstance(grant, Permit) else Permit(self, budget, grant, weight)
         permit._budget = budget
-        permit._loop = loop
+        permit._clock = clock
         permit.sent = False
         # The grant is committed: yield to others without being cancellable, so a
         # cancellation arriving now cannot lose it (anyio's own locks do the same).
@@ -1822,6 +1903,8 @@ class Limiter(Protocol):
 _sniffio_thread = sniffio.thread_local
 _sniffio_var = sniffio.current_async_library_cvar
 _running_loop: Callable[[], Any] | None = None  # asyncio._get_running_loop, once imported
+_base_time: Any = None  # asyncio.BaseEventLoop.time, once imported
+_monotonic_ns = time.monotonic_ns
 
 
 def _no_loop() -> None:
@@ -1830,20 +1913,35 @@ def _no_loop() -> None:
 
 def _loop_getter() -> Callable[[], Any]:
     # Importing asyncio costs ~10 ms; if nobody has, no asyncio loop can be running.
-    global _running_loop
+    global _running_loop, _base_time
     asyncio = sys.modules.get("asyncio")
     if asyncio is None:
         return _no_loop
+    _base_time = asyncio.BaseEventLoop.time
     _running_loop = asyncio._get_running_loop
     return _running_loop
 
 
-def _asyncio_loop() -> Any:
-    """The running asyncio loop, unless another library announced itself through sniffio
-    (then None, as it is when no asyncio loop runs)."""
-    if _sniffio_thread.name is None and _sniffio_var.get() is None:
-        return (_running_loop or _loop_getter())()
-    return None
+class _AnyLoop:
+    """The clock of whatever runs, through anyio (trio, or a loop sniffio names)."""
+
+    __slots__ = ()
+
+    def time(self) -> float:
+        return anyio.current_time()
+
+
+_ANY_LOOP = _AnyLoop()
+
+
+def _clock_of(loop: Any) -> Any:
+    """What to read the running asyncio ``loop``'s time from: None when it keeps asyncio's
+    own clock (``BaseEventLoop.time`` is ``time.monotonic()``: ``time.monotonic_ns()`` is
+    the same clock, read without a Python-level call or float rounding), else the loop
+    itself (uvloop, a virtual test clock, a ``time`` replaced on the instance)."""
+    # Asked of the bound method: reading ``loop.__dict__`` would give the loop a real
+    # instance dict, which makes every attribute read of the event loop's own code slower.
+    return None if getattr(loop.time, "__func__", None) is _base_time else loop
 
 
 def _now_ns() -> int:
@@ -1855,7 +1953,10 @@ def _now_ns() -> int:
     if _sniffio_thread.name is None and _sniffio_var.get() is None:
         loop = (_running_loop or _loop_getter())()
         if loop is not None:
-            now: float = loop.time()
+            clock = _clock_of(loop)
+            if clock is None:
+                return _monotonic_ns()
+            now: float = clock.time()
             return math.floor(now * NS)
     return math.floor(anyio.current_time() * NS)
 
