@@ -154,17 +154,18 @@ def _has_free_text(target: Any, seen: frozenset[Any] = frozenset()) -> bool:
     return False
 
 
-def _pick(indices: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]] | None:
+def _pick(indices: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
     """A C-level getter of ``indices`` from a tuple, always returning a tuple (a lone index
     is fetched twice: the checks below only ask "all finite?", "any UNKNOWN?", "all None?",
-    which a duplicate does not change)."""
+    which a duplicate does not change; no index gives the empty tuple, so the checks need no
+    "is there anything to check?" test of their own)."""
     if not indices:
-        return None
+        return operator.itemgetter(slice(0, 0))
     return operator.itemgetter(*indices) if len(indices) > 1 else operator.itemgetter(*indices * 2)
 
 
 _Getter = Callable[[tuple[Any, ...]], tuple[Any, ...]]
-_FlatParts = tuple[_Getter | None, _Getter | None, _Getter | None, tuple[None, ...]]
+_FlatParts = tuple[_Getter, _Getter, _Getter, tuple[None, ...]]
 
 
 def _check_parts(struct: type[msgspec.Struct]) -> tuple[_FlatParts, tuple[int, ...]]:
@@ -183,7 +184,7 @@ def _check_parts(struct: type[msgspec.Struct]) -> tuple[_FlatParts, tuple[int, .
         _pick(tuple(index[name] for name in shape.amounts)),
         _pick(tuple(index[name] for name in enum_names)),
         _pick(raw_indices),
-        (None,) * max(len(raw_indices), 2),
+        (None,) * (max(len(raw_indices), 2) if raw_indices else 0),
     )
     return parts, tuple(index[name] for name, _ in shape.nested)
 
@@ -191,18 +192,13 @@ def _check_parts(struct: type[msgspec.Struct]) -> tuple[_FlatParts, tuple[int, .
 def _values_ok(values: tuple[Any, ...], parts: _FlatParts) -> bool:
     """Every amount finite, no open enum ``UNKNOWN``, no raw companion set."""
     get_amounts, get_enums, get_raws, no_raws = parts
-    if get_amounts is not None:
-        amounts = get_amounts(values)
-        try:
-            finite = all(map(_is_finite, amounts))
-        except TypeError:  # a None (an empty amount) among them
-            finite = all(map(_is_finite, filter(None, amounts)))
-        if not finite:
-            return False
+    amounts = get_amounts(values)
+    try:
+        finite = all(map(_is_finite, amounts))
+    except TypeError:  # a None (an empty amount) among them
+        finite = all(map(_is_finite, filter(None, amounts)))
     # Open enums are str enums: an UNKNOWN member compares equal to its value.
-    if get_enums is not None and "UNKNOWN" in get_enums(values):
-        return False
-    return get_raws is None or get_raws(values) == no_raws
+    return finite and "UNKNOWN" not in get_enums(values) and get_raws(values) == no_raws
 
 
 def _struct_check(struct: type[msgspec.Struct]) -> Callable[[Any], bool]:
@@ -385,8 +381,15 @@ def _field_of(exc: msgspec.ValidationError) -> str | None:
 _GROUPING = re.compile(rb",\d")
 # A whole string in strict groups of three, quotes included: "-122,559.9".
 _QUOTED_GROUPED = re.compile(rb'"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?"')
-# A string with exactly one separator, quotes included: "-122,559.9".
-_ONE_GROUP = re.compile(rb'"[+-]?\d{1,3},\d{3}(?:\.\d+)?"')
+# The first comma-digit, like _GROUPING, with group 1 set when that comma is the only
+# separator of a string in strict groups of three ("-122,559.9"): the lookbehinds check the
+# string's start (quote, sign, one to three digits), group 1 its rest (two more digits, a
+# fraction, the closing quote). Any other comma fails at the first \d, so the scan costs
+# what _GROUPING's does; only a comma-digit pays for the checks, within this one C call.
+_SEPARATOR = re.compile(
+    rb',\d(?:(?:(?<="\d\d\d,\d)|(?<="\d\d,\d)|(?<="\d,\d)'
+    rb'|(?<="[+-]\d\d\d,\d)|(?<="[+-]\d\d,\d)|(?<="[+-]\d,\d))(\d\d(?:\.\d+)?")|)'
+)
 # One member whose value is an amount in strict groups of three: "name":"-1,234.5".
 _GROUPED_MEMBER = re.compile(rb'"([^"]*)":("[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")')
 
@@ -402,11 +405,9 @@ def _strip_first_grouped(body: bytes, comma: int) -> bytes:
     comma-digit is left in place, so if it is in an amount msgspec refuses it and the quirk
     patcher (or the slow path, for a malformed group like ``"1,22"``) takes over.
     """
-    # The common case, one separator ("122,559.9"), is tried first, inlined in
-    # ResponseDecoder.decode (this is its general case): the string starts at most 5 bytes
-    # before the comma (quote, sign, three digits), and a match starting before the comma
-    # is at least 7 bytes long, so the comma it contains is this one. One regex search from
-    # there, two slices.
+    # The common case, one separator ("122,559.9"), never comes here: _SEPARATOR
+    # recognises it during the scan. The string starts at most 5 bytes before the comma
+    # (quote, sign, three digits): one regex match from its opening quote, two slices.
     quote = body.rfind(b'"', 0, comma)
     # No quote between ``quote`` and the comma: a match at ``quote`` contains it.
     match = _QUOTED_GROUPED.match(body, quote) if quote >= 0 else None
@@ -471,20 +472,21 @@ class ResponseDecoder(Generic[T]):
         # A flat Struct needs no count of unknown enum values: each of its open enums is
         # looked at below, and one without a raw companion decodes the same on both paths.
         seen = 0 if flat is not None else UNKNOWN_VALUES_SEEN[0]
-        data = body
-        grouping = _GROUPING.search(body)
-        if grouping is not None:
-            amounts = self._amount_bytes
-            if amounts is None:
-                # _strip_first_grouped's common case, one separator (see there).
-                comma = grouping.start()
-                match = _ONE_GROUP.search(body, comma - 5 if comma > 5 else 0)
-                if match is not None and match.start() < comma:
-                    data = body[:comma] + body[comma + 1 :]
+        data: bytes | bytearray = body
+        amounts = self._amount_bytes
+        if amounts is None:
+            found = _SEPARATOR.search(body)
+            if found is not None:
+                if found.lastindex:
+                    # The one separator of a "122,559.9": deleted from a copy, in C.
+                    data = bytearray(body)
+                    del data[found.start()]
                 else:
-                    data = _strip_first_grouped(body, comma)
-            else:
-                data = _strip_grouped_amounts(body, grouping.start(), amounts) or body
+                    data = _strip_first_grouped(body, found.start())
+        else:
+            found = _GROUPING.search(body)
+            if found is not None:
+                data = _strip_grouped_amounts(body, found.start(), amounts) or body
         try:
             result = self._decoder.decode(data)
         except (msgspec.ValidationError, msgspec.DecodeError):
@@ -494,13 +496,16 @@ class ResponseDecoder(Generic[T]):
             get_amounts, get_enums, get_raws, no_raws = flat
             values = _astuple(result)
             try:
-                finite = get_amounts is None or all(map(_is_finite, get_amounts(values)))
+                finite = all(map(_is_finite, get_amounts(values)))
             except TypeError:  # a None (an empty amount) among them
-                finite = _values_ok(values, flat)
+                finite = all(map(_is_finite, filter(None, get_amounts(values))))
             if (
                 finite
-                and (get_enums is None or "UNKNOWN" not in get_enums(values))
-                and (get_raws is None or get_raws(values) == no_raws)
+                and "UNKNOWN" not in get_enums(values)
+                # A raw companion decoded from the body as it came holds what the slow path
+                # keeps too (it copies unknown-to-it keys through); only a rewrite of the
+                # bytes may have changed one (a "9,999" in it, stripped above).
+                and (data is body or get_raws(values) == no_raws)
             ):
                 return result
         elif UNKNOWN_VALUES_SEEN[0] == seen and self._check(result):
