@@ -381,14 +381,24 @@ def _field_of(exc: msgspec.ValidationError) -> str | None:
 _GROUPING = re.compile(rb",\d")
 # A whole string in strict groups of three, quotes included: "-122,559.9".
 _QUOTED_GROUPED = re.compile(rb'"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?"')
-# The first comma-digit, like _GROUPING, with group 1 set when that comma is the only
-# separator of a string in strict groups of three ("-122,559.9"): the lookbehinds check the
-# string's start (quote, sign, one to three digits), group 1 its rest (two more digits, a
-# fraction, the closing quote). Any other comma fails at the first \d, so the scan costs
-# what _GROUPING's does; only a comma-digit pays for the checks, within this one C call.
+# The first comma-digit, like _GROUPING, matched on to the closing quote (more than two
+# bytes) when that comma is the only separator of a string in strict groups of three
+# ("-122,559.9") which is the value of a compact member whose key does not end in "w": the
+# lookbehinds check the string's start (``X":"``, sign, one to three digits), the rest its
+# end (two more digits, a fraction, the quote). Any other comma fails at the first \d, so
+# the scan costs what _GROUPING's does (no group: a capturing one costs ~30 ns per call);
+# only a comma-digit pays for the checks, within this one C call.
+#
+# Why the key: in valid JSON a quote after a colon with nothing between opens a member's
+# value, and the byte before the colon closes its key, so X is the key's last byte. A key
+# ending in "w" is spelled with a last byte "w" or "7" (the escape \u0077); excluding both
+# proves the string is not the value of a "<name>.raw" key, i.e. of an open enum's raw
+# companion, which the check after the decode then need not look at. (Invalid JSON, a
+# colon inside a string, fails the decode and takes the slow path from the original bytes.)
 _SEPARATOR = re.compile(
-    rb',\d(?:(?:(?<="\d\d\d,\d)|(?<="\d\d,\d)|(?<="\d,\d)'
-    rb'|(?<="[+-]\d\d\d,\d)|(?<="[+-]\d\d,\d)|(?<="[+-]\d,\d))(\d\d(?:\.\d+)?")|)'
+    rb',\d(?:(?:(?<=[^w7]":"\d\d\d,\d)|(?<=[^w7]":"\d\d,\d)|(?<=[^w7]":"\d,\d)'
+    rb'|(?<=[^w7]":"[+-]\d\d\d,\d)|(?<=[^w7]":"[+-]\d\d,\d)|(?<=[^w7]":"[+-]\d,\d))'
+    rb'\d\d(?:\.\d+)?"|)'
 )
 # One member whose value is an amount in strict groups of three: "name":"-1,234.5".
 _GROUPED_MEMBER = re.compile(rb'"([^"]*)":("[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")')
@@ -473,20 +483,27 @@ class ResponseDecoder(Generic[T]):
         # looked at below, and one without a raw companion decodes the same on both paths.
         seen = 0 if flat is not None else UNKNOWN_VALUES_SEEN[0]
         data: bytes | bytearray = body
+        # Whether the raw companions must be looked at: only after a rewrite of the bytes
+        # that may have changed one (a "9,999" in it).
+        raws_touched = False
         amounts = self._amount_bytes
         if amounts is None:
             found = _SEPARATOR.search(body)
             if found is not None:
-                if found.lastindex:
-                    # The one separator of a "122,559.9": deleted from a copy, in C.
+                comma, end = found.span()
+                if end - comma > 2:
+                    # The one separator of a "122,559.9" (not in a raw companion, see
+                    # _SEPARATOR): deleted from a copy, in C.
                     data = bytearray(body)
-                    del data[found.start()]
+                    del data[comma]
                 else:
-                    data = _strip_first_grouped(body, found.start())
+                    data = _strip_first_grouped(body, comma)
+                    raws_touched = data is not body
         else:
             found = _GROUPING.search(body)
             if found is not None:
                 data = _strip_grouped_amounts(body, found.start(), amounts) or body
+                raws_touched = data is not body
         try:
             result = self._decoder.decode(data)
         except (msgspec.ValidationError, msgspec.DecodeError):
@@ -502,10 +519,9 @@ class ResponseDecoder(Generic[T]):
             if (
                 finite
                 and "UNKNOWN" not in get_enums(values)
-                # A raw companion decoded from the body as it came holds what the slow path
-                # keeps too (it copies unknown-to-it keys through); only a rewrite of the
-                # bytes may have changed one (a "9,999" in it, stripped above).
-                and (data is body or get_raws(values) == no_raws)
+                # A raw companion decoded as the body spelled it holds what the slow path
+                # keeps too (it copies keys unknown to it through), unless a rewrite changed it.
+                and (not raws_touched or get_raws(values) == no_raws)
             ):
                 return result
         elif UNKNOWN_VALUES_SEEN[0] == seen and self._check(result):
