@@ -1,7 +1,7 @@
-"""The one-separator shortcut of the decoder's fast path ("122,559.90199491", Binance's
-documented example): it recognises the separator during the scan and leaves out the values
-of keys ending in "w", so the raw companions of open enums ("<name>.raw") need no look
-after the decode. Everything must still decode exactly like the slow path."""
+"""The decoder's fast path on Binance's documented example ("122,559.90199491"): the one
+separator is recognised during the scan and deleted from a copy of the bytes, and the
+decoded Struct goes through a check compiled for its type. Everything must still decode
+exactly like the slow path, and every non-finite amount must still be refused."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from binance_pmpro import DecodeError
 from binance_pmpro.decoding import ResponseDecoder, _slow_decode, decode_account_info
-from binance_pmpro.models import AccountInfo
+from binance_pmpro.models import AccountInfo, AccountStatus
 
 AMOUNT_FIELDS = [
     "uniMMR",
@@ -46,7 +46,7 @@ def test_grouped_raw_companion_first_compact_decodes_like_slow_path(key: str, st
 
 
 class _Flow(msgspec.Struct, frozen=True):
-    """Amounts whose wire names end in "w" and "7", which the shortcut leaves out."""
+    """A flat Struct of non-nullable amounts, one with a wire name of its own."""
 
     flow: Decimal
     draw7: Decimal = msgspec.field(name="draw7")
@@ -55,7 +55,7 @@ class _Flow(msgspec.Struct, frozen=True):
 @pytest.mark.parametrize(
     ("flow", "draw7"), [("1,234.5", "0"), ("0", "-12,345"), ("1,234.5", "12,345.000001")]
 )
-def test_grouped_amount_with_key_ending_in_w_or_7_compact_still_decodes(
+def test_grouped_amounts_of_other_flat_struct_compact_decode_like_slow_path(
     flow: str, draw7: str
 ) -> None:
     body = json.dumps({"flow": flow, "draw7": draw7}, separators=(",", ":")).encode()
@@ -96,3 +96,53 @@ def test_documented_separator_in_non_compact_member_decodes(spaced: bytes) -> No
     info = decode_account_info(body)
     assert info == _slow_decode(body, AccountInfo, 200)
     assert info.total_available_balance == Decimal("122559.9")
+
+
+class _Leg(msgspec.Struct, frozen=True):
+    """A nested item with an amount and an open enum with its raw companion."""
+
+    qty: Decimal | None
+    status: AccountStatus = msgspec.field(name="status")
+    status_raw: str | None = msgspec.field(default=None, name="status.raw")
+
+
+class _Book(msgspec.Struct, frozen=True):
+    """A Struct holding a list of nested Structs and an optional one."""
+
+    total: Decimal
+    legs: list[_Leg]
+    best: _Leg | None = None
+
+
+def _book(**leg: Any) -> bytes:
+    doc = {
+        "total": "1,234.5",
+        "legs": [{"qty": "1", "status": "NORMAL"}, {"qty": "2", "status": "NORMAL"} | leg],
+        "best": {"qty": "3", "status": "MARGIN_CALL"},
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def test_nested_structs_compact_decode_like_slow_path() -> None:
+    body = _book(qty="")
+    got = ResponseDecoder(_Book).decode(body)
+    assert got == _slow_decode(body, _Book, 200)
+    assert got.total == Decimal("1234.5")
+    assert got.legs[1].qty is None
+
+
+@pytest.mark.parametrize("spelled", ["NaN", "-Infinity", "sNaN"])
+def test_non_finite_amount_in_nested_item_raises_naming_it(spelled: str) -> None:
+    with pytest.raises(DecodeError) as caught:
+        ResponseDecoder(_Book).decode(_book(qty=spelled))
+    assert caught.value.field == "$.legs[1].qty"
+
+
+@pytest.mark.parametrize("leg", [{"status": "BRAND_NEW"}, {"status.raw": "x"}])
+def test_unknown_enum_or_raw_key_in_nested_item_decodes_like_slow_path(
+    leg: dict[str, str],
+) -> None:
+    body = _book(**leg)
+    got = ResponseDecoder(_Book).decode(body)
+    assert got == _slow_decode(body, _Book, 200)
+    assert got.legs[1].status_raw == ("BRAND_NEW" if "status" in leg else "x")
