@@ -102,21 +102,61 @@ def build_request(
 ) -> PreparedRequest:
     """Build the request for ``endpoint``; for a SIGNED endpoint add ``recvWindow``,
     ``timestamp`` and the ``signature`` over exactly the encoded query that is sent."""
-    query = encode_params(params)
+    plan = _PLANS.get(id(endpoint))
+    if plan is None or plan[0] is not endpoint:
+        plan = _plan(endpoint)
+    query = encode_params(params) if params else ""
     headers: tuple[tuple[str, str], ...] = ()
-    if endpoint.security.needs_api_key:
+    if plan[1]:
         if not api_key:
             raise ConfigurationError(f"{endpoint.path} needs an API key")
         headers = (("X-MBX-APIKEY", api_key),)
-    if endpoint.security.signed:
+    if plan[2]:
         if signer is None:
             raise ConfigurationError(
                 f"{endpoint.path} is a SIGNED endpoint: give api_secret or private_key"
             )
-        timing = f"recvWindow={recv_window}&timestamp={timestamp_ms}"
+        # ``:d`` refuses anything but an integer, so the signed text is always digits.
+        timing = f"recvWindow={recv_window:d}&timestamp={timestamp_ms:d}"
         query = f"{query}&{timing}" if query else timing
         signature = signer.sign(query.encode())
         if signer.algorithm != "HMAC_SHA256":  # base64 carries + / =; hex needs no escaping
             signature = quote(signature, safe="")
         query = f"{query}&signature={signature}"
-    return PreparedRequest(endpoint.method, endpoint.path, query, headers)
+    return _new_request(endpoint.method, endpoint.path, query, headers)
+
+
+# What build_request reads from an endpoint, worked out once per endpoint object. Keyed by
+# identity: an Endpoint's own hash covers every field, and the plan's reference keeps the
+# id from being reused. Bounded, since callers may build endpoints of their own.
+_PLANS: dict[int, tuple[Endpoint, bool, bool]] = {}
+_PLANS_SIZE = 256
+
+
+def _plan(endpoint: Endpoint) -> tuple[Endpoint, bool, bool]:
+    if len(_PLANS) >= _PLANS_SIZE:
+        _PLANS.clear()
+    plan = (endpoint, endpoint.security.needs_api_key, endpoint.security.signed)
+    _PLANS[id(endpoint)] = plan
+    return plan
+
+
+_set_method = PreparedRequest.__dict__["method"].__set__
+_set_path = PreparedRequest.__dict__["path"].__set__
+_set_query = PreparedRequest.__dict__["query"].__set__
+_set_headers = PreparedRequest.__dict__["headers"].__set__
+_set_body = PreparedRequest.__dict__["body"].__set__
+
+
+def _new_request(
+    method: str, path: str, query: str, headers: tuple[tuple[str, str], ...]
+) -> PreparedRequest:
+    # The frozen dataclass __init__ goes through object.__setattr__ per field, which costs
+    # twice as much as writing the slots directly; the result is the same object.
+    request: PreparedRequest = object.__new__(PreparedRequest)
+    _set_method(request, method)
+    _set_path(request, path)
+    _set_query(request, query)
+    _set_headers(request, headers)
+    _set_body(request, b"")
+    return request
