@@ -36,7 +36,10 @@ import asyncio
 import contextlib
 import re
 import ssl
+import time
 from collections import deque
+from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import httptools
@@ -70,6 +73,17 @@ _HEADER_CACHE_SIZE = 64
 _HEADER_NAMES: dict[bytes, str] = {}
 _HEADER_NAMES_SIZE = 256
 _ACLOSE_GRACE = 1.0  # seconds aclose() waits for graceful closes before aborting the rest
+# Response(...) runs the NamedTuple's Python-level __new__; this is the tuple constructor
+# it calls, for the one place that builds a Response per exchange.
+_new_response = tuple.__new__
+
+
+def _clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
+    """``loop.time``, or ``time.monotonic`` itself where that is all the loop's method does
+    (the stock asyncio loops): the same clock without a Python call around it."""
+    if type(loop).time is asyncio.BaseEventLoop.time:
+        return time.monotonic
+    return loop.time
 
 
 class _StaleConnection(Exception):
@@ -94,9 +108,9 @@ class _Connection(asyncio.Protocol):
         "_headers",
         "_idle_since",
         "_in_idle",
-        "_interim",
         "_loop",
         "_lost",
+        "_now",
         "_owner",
         "_parser",
         "_read_timeout",
@@ -114,7 +128,19 @@ class _Connection(asyncio.Protocol):
     def __init__(self, owner: FastTransport, loop: asyncio.AbstractEventLoop) -> None:
         self._owner = owner
         self._loop = loop
-        self._parser = httptools.HttpResponseParser(self)
+        self._now = _clock(loop)
+        self._body: list[bytes] = []
+        # The parser looks its callbacks up once, here: body chunks go straight into the
+        # (reused) list through its C append, without a Python call per chunk.
+        self._parser = httptools.HttpResponseParser(
+            SimpleNamespace(
+                on_message_begin=self.on_message_begin,
+                on_header=self.on_header,
+                on_headers_complete=self.on_headers_complete,
+                on_body=self._body.append,
+                on_message_complete=self.on_message_complete,
+            )
+        )
         self._transport: asyncio.Transport | None = None
         self._closed = False
         self._gone = False  # connection_lost has run
@@ -124,11 +150,9 @@ class _Connection(asyncio.Protocol):
         self._exchanges = 0  # completed exchanges: >0 means "reused" for the resend rule
         self._waiter: asyncio.Future[Response] | None = None
         self._request: PreparedRequest | None = None
-        self._status = 0
+        self._status = 0  # of the final (not 1xx) response, once its headers are complete
         self._headers: dict[str, str] = {}
-        self._body: list[bytes] = []
         self._got_bytes = False
-        self._interim = False
         self._reusable = False
         self._write_paused = False
         self._read_timeout = owner._timeouts.read
@@ -151,14 +175,16 @@ class _Connection(asyncio.Protocol):
         self._request = request
         self._status = 0
         self._headers = {}
-        self._body = []
+        if self._body:
+            self._body.clear()
         self._got_bytes = False
-        self._interim = False
         self._reusable = False
         transport.write(data)
         timeout = self._write_timeout if self._write_paused else self._read_timeout
         if timeout is not None:
-            self._arm(self._loop.time() + timeout)
+            deadline = self._deadline = self._now() + timeout
+            if self._timer is None or self._timer_when > deadline:
+                self._arm(deadline)
         return fut
 
     def _arm(self, deadline: float) -> None:
@@ -178,7 +204,7 @@ class _Connection(asyncio.Protocol):
         if self._waiter is None or self._closed:
             return
         deadline = self._deadline
-        if self._loop.time() < deadline:
+        if self._now() < deadline:
             self._timer = self._loop.call_at(deadline, self._on_timer)
             self._timer_when = deadline
             return
@@ -233,14 +259,18 @@ class _Connection(asyncio.Protocol):
             self.close(abort=True)
             return
         self._got_bytes = True
-        if self._read_timeout is not None and not self._write_paused:
-            self._deadline = self._loop.time() + self._read_timeout
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(errors.ConnectionLostError, "the server switched protocols")
+            return
         except httptools.HttpParserError as exc:
             self._fail(errors.ConnectionLostError, f"malformed HTTP response ({exc})")
+            return
+        # Bytes arrived: the read timeout starts over, unless they completed the exchange
+        # (the usual case for a small answer, which then needs no clock read here).
+        if self._waiter is not None and self._read_timeout is not None and not self._write_paused:
+            self._deadline = self._now() + self._read_timeout
 
     def eof_received(self) -> bool | None:
         return None  # let the transport close; connection_lost decides what it means
@@ -293,12 +323,12 @@ class _Connection(asyncio.Protocol):
         # high-water mark the write timeout runs instead of the read timeout.
         self._write_paused = True
         if self._waiter is not None and self._write_timeout is not None:
-            self._arm(self._loop.time() + self._write_timeout)
+            self._arm(self._now() + self._write_timeout)
 
     def resume_writing(self) -> None:
         self._write_paused = False
         if self._waiter is not None and self._read_timeout is not None:
-            self._arm(self._loop.time() + self._read_timeout)
+            self._arm(self._now() + self._read_timeout)
 
     # --- httptools callbacks ---------------------------------------------------------------
 
@@ -319,17 +349,11 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
-        if status < 200:
-            self._interim = True  # 100 Continue, 103 Early Hints: the real answer follows
-            return
-        self._status = status
-
-    def on_body(self, body: bytes) -> None:
-        self._body.append(body)
+        if status >= 200:  # not 100 Continue or 103 Early Hints: the real answer follows those
+            self._status = status
 
     def on_message_complete(self) -> None:
-        if self._interim:
-            self._interim = False
+        if not self._status:  # an interim response ended
             self._headers = {}
             return
         fut = self._waiter
@@ -340,10 +364,10 @@ class _Connection(asyncio.Protocol):
         if not self._closed:
             self._reusable = self._parser.should_keep_alive()
         body = self._body
+        content = body[0] if len(body) == 1 else b"".join(body)
+        body.clear()
         if not fut.done():
-            fut.set_result(
-                Response(self._status, self._headers, body[0] if len(body) == 1 else b"".join(body))
-            )
+            fut.set_result(_new_response(Response, (self._status, self._headers, content)))
 
 
 class FastTransport:
@@ -458,9 +482,12 @@ class FastTransport:
         if loop is not self._loop:
             self._bind(loop)
         data = self._encode(request)
-        conn = self._take_idle()
-        if conn is None:
-            conn = await self._acquire(request)
+        idle = self._idle
+        if idle and not idle[-1]._closed and not self._closed:
+            conn = idle.pop()
+            conn._in_idle = False
+        else:
+            conn = self._take_idle() or await self._acquire(request)
         resent = False
         while True:
             reused = conn._exchanges > 0
@@ -486,7 +513,14 @@ class FastTransport:
                 # still on their way belong to this request, so the socket cannot be reused.
                 self._discard(conn)
                 raise
-            if conn._reusable:
+            if conn._reusable and not self._waiters and not self._closed and conn._counted:
+                # _release's usual case, inline: back to the idle pool.
+                conn._in_idle = True
+                conn._idle_since = conn._now()
+                idle.append(conn)
+                if self._sweeper is None and self.idle_timeout is not None:
+                    self._sweeper = loop.call_at(conn._idle_since + self.idle_timeout, self._sweep)
+            elif conn._reusable:
                 self._release(conn)
             else:
                 self._discard(conn, abort=False)
@@ -533,8 +567,13 @@ class FastTransport:
             start, needs_length = _METHODS[request.method]
         except KeyError:
             raise ValueError(f"method {request.method!r} is not supported") from None
-        target = self._prefix + request.target if self._prefix else request.target
-        if _UNSAFE_TARGET.search(target) is not None:
+        query = request.query
+        target = (
+            f"{self._prefix}{request.path}?{query}" if query else f"{self._prefix}{request.path}"
+        )
+        # Visible ASCII only (what _UNSAFE_TARGET refuses); build_request's are by
+        # construction (the base_url prefix was checked in __init__).
+        if not (target.isascii() and target.isprintable()) or " " in target:
             raise ValueError("the request target must be percent-encoded ASCII without spaces")
         headers = self._header_cache.get(request.headers)
         if headers is None:
@@ -743,7 +782,7 @@ class FastTransport:
         loop = self._loop
         assert loop is not None
         conn._in_idle = True
-        conn._idle_since = loop.time()
+        conn._idle_since = conn._now()
         self._idle.append(conn)
         if self._sweeper is None and self.idle_timeout is not None:
             self._sweeper = loop.call_at(conn._idle_since + self.idle_timeout, self._sweep)
