@@ -573,7 +573,7 @@ class FastTransport:
         )
         # Visible ASCII only (what _UNSAFE_TARGET refuses); build_request's are by
         # construction (the base_url prefix was checked in __init__).
-        if not (target.isascii() and target.isprintable()) or " " in target:
+        if not request._safe_target and _UNSAFE_TARGET.search(target) is not None:
             raise ValueError("the request target must be percent-encoded ASCII without spaces")
         headers = self._header_cache.get(request.headers)
         if headers is None:
