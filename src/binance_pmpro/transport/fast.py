@@ -53,14 +53,15 @@ __all__ = ["FastTransport"]
 
 _INF = float("inf")
 
-# Request line start and whether an empty body still needs ``Content-Length: 0``. HEAD is
-# left out on purpose: a response parser cannot tell that a HEAD answer has no body.
-_METHODS: dict[str, tuple[bytes, bool]] = {
-    "GET": (b"GET ", False),
-    "DELETE": (b"DELETE ", False),
-    "POST": (b"POST ", True),
-    "PUT": (b"PUT ", True),
-    "PATCH": (b"PATCH ", True),
+# The methods we send, with the end of the head for an empty body: ``Content-Length: 0``
+# where the method usually has a body. HEAD is left out on purpose: a response parser
+# cannot tell that a HEAD answer has no body.
+_METHODS: dict[str, str] = {
+    "GET": "\r\n",
+    "DELETE": "\r\n",
+    "POST": "Content-Length: 0\r\n\r\n",
+    "PUT": "Content-Length: 0\r\n\r\n",
+    "PATCH": "Content-Length: 0\r\n\r\n",
 }
 _UNSAFE_TARGET = re.compile(r"[^\x21-\x7e]")  # anything but visible ASCII breaks the line
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -453,8 +454,9 @@ class FastTransport:
         host_header = f"[{host}]" if ":" in host else host
         if explicit_port is not None and explicit_port != default_port:
             host_header = f"{host_header}:{explicit_port}"
-        self._after_target = f" HTTP/1.1\r\nHost: {host_header}\r\n".encode("ascii")
-        self._header_cache: dict[tuple[tuple[str, str], ...], bytes] = {}
+        self._after_target = f" HTTP/1.1\r\nHost: {host_header}\r\n"
+        # header tuple -> the head after the target: version, Host and those headers
+        self._header_cache: dict[tuple[tuple[str, str], ...], str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: deque[_Connection] = deque()
         self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
@@ -563,30 +565,31 @@ class FastTransport:
     # --- request bytes -------------------------------------------------------------------------
 
     def _encode(self, request: PreparedRequest) -> bytes:
-        try:
-            start, needs_length = _METHODS[request.method]
-        except KeyError:
-            raise ValueError(f"method {request.method!r} is not supported") from None
+        method = request.method
+        end = _METHODS.get(method)
+        if end is None:
+            raise ValueError(f"method {method!r} is not supported")
         query = request.query
         target = (
             f"{self._prefix}{request.path}?{query}" if query else f"{self._prefix}{request.path}"
         )
-        # Visible ASCII only (what _UNSAFE_TARGET refuses); build_request's are by
-        # construction (the base_url prefix was checked in __init__).
+        # Visible ASCII only; build_request's targets are by construction (the base_url
+        # prefix was checked in __init__).
         if not request._safe_target and _UNSAFE_TARGET.search(target) is not None:
             raise ValueError("the request target must be percent-encoded ASCII without spaces")
-        headers = self._header_cache.get(request.headers)
-        if headers is None:
-            headers = self._header_block(request.headers)
+        head = self._header_cache.get(request.headers)
+        if head is None:
+            head = self._header_block(request.headers)
         body = request.body
         if body:
-            end = b"Content-Length: %d\r\n\r\n" % len(body)
-            return b"".join((start, target.encode(), self._after_target, headers, end, body))
-        end = b"Content-Length: 0\r\n\r\n" if needs_length else b"\r\n"
-        return b"".join((start, target.encode(), self._after_target, headers, end))
+            # One str, encoded once: every part is ASCII or a header value already known
+            # to encode as latin-1.
+            line = f"{method} {target}{head}Content-Length: {len(body)}\r\n\r\n"
+            return line.encode("latin-1") + body
+        return f"{method} {target}{head}{end}".encode("latin-1")
 
-    def _header_block(self, headers: tuple[tuple[str, str], ...]) -> bytes:
-        """Validate and encode one header tuple, cached: the same tuple costs a dict hit."""
+    def _header_block(self, headers: tuple[tuple[str, str], ...]) -> str:
+        """Validate one header tuple and cache the head it makes: a dict hit next time."""
         lines = []
         has_agent = False
         for name, value in headers:
@@ -599,11 +602,13 @@ class FastTransport:
             lines.append(f"{name}: {value}\r\n")
         if not has_agent:
             lines.append(f"User-Agent: binance-pmpro/{__version__}\r\n")
-        block = "".join(lines).encode("latin-1")
+        block = "".join(lines)
+        block.encode("latin-1")  # refuse now what could not be sent
+        head = self._after_target + block
         if len(self._header_cache) >= _HEADER_CACHE_SIZE:
             self._header_cache.clear()
-        self._header_cache[headers] = block
-        return block
+        self._header_cache[headers] = head
+        return head
 
     # --- the pool ------------------------------------------------------------------------------
 
