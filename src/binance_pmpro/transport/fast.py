@@ -163,30 +163,7 @@ class _Connection(asyncio.Protocol):
         self._timer_when = _INF
         self._lost: asyncio.Future[None] | None = None
 
-    # --- one exchange --------------------------------------------------------------------
-
-    def start(self, data: bytes, request: PreparedRequest) -> asyncio.Future[Response]:
-        """Write ``data`` and return the future of the response."""
-        fut: asyncio.Future[Response] = self._loop.create_future()
-        transport = self._transport
-        if self._closed or transport is None or transport.is_closing():
-            fut.set_exception(_StaleConnection(written=False))
-            return fut
-        self._waiter = fut
-        self._request = request
-        self._status = 0
-        self._headers = {}
-        if self._body:
-            self._body.clear()
-        self._got_bytes = False
-        self._reusable = False
-        transport.write(data)
-        timeout = self._write_timeout if self._write_paused else self._read_timeout
-        if timeout is not None:
-            deadline = self._deadline = self._now() + timeout
-            if self._timer is None or self._timer_when > deadline:
-                self._arm(deadline)
-        return fut
+    # --- one exchange (FastTransport.send starts it) ------------------------------------
 
     def _arm(self, deadline: float) -> None:
         # The timer is left running when an exchange finishes early; when it fires it
@@ -493,7 +470,26 @@ class FastTransport:
         resent = False
         while True:
             reused = conn._exchanges > 0
-            fut = conn.start(data, request)
+            # Start the exchange (inline: this is every call's path).
+            fut: asyncio.Future[Response] = loop.create_future()
+            transport = conn._transport
+            if conn._closed or transport is None or transport.is_closing():
+                fut.set_exception(_StaleConnection(written=False))
+            else:
+                conn._waiter = fut
+                conn._request = request
+                conn._status = 0
+                conn._headers = {}
+                if conn._body:
+                    conn._body.clear()
+                conn._got_bytes = False
+                conn._reusable = False
+                transport.write(data)
+                timeout = conn._write_timeout if conn._write_paused else conn._read_timeout
+                if timeout is not None:
+                    deadline = conn._deadline = conn._now() + timeout
+                    if conn._timer is None or conn._timer_when > deadline:
+                        conn._arm(deadline)
             try:
                 response = await fut
             except _StaleConnection as stale:
