@@ -143,20 +143,21 @@ class _LooseHexSigner:
 
 
 @pytest.mark.parametrize(
-    ("endpoint", "signer"),
+    ("endpoint", "signer", "timestamp"),
     [
-        (dataclasses.replace(ACCOUNT_INFO, path="/sapi/v1/a b"), HmacSigner("s")),
-        (ACCOUNT_INFO, _LooseHexSigner()),
+        (dataclasses.replace(ACCOUNT_INFO, path="/sapi/v1/a b"), HmacSigner("s"), 1),
+        (ACCOUNT_INFO, _LooseHexSigner(), 1),
+        (ACCOUNT_INFO, HmacSigner("s"), "1 HTTP/1.1"),
     ],
-    ids=["endpoint-path-with-space", "foreign-signer-text"],
+    ids=["endpoint-path-with-space", "foreign-signer-text", "timestamp-not-an-int"],
 )
 async def test_built_request_with_unsafe_part_refused_before_sending(
-    server: TestServer, endpoint: Endpoint, signer: Signer
+    server: TestServer, endpoint: Endpoint, signer: Signer, timestamp: Any
 ) -> None:
     # build_request vouches only for the parts it encodes itself; an endpoint path or a
     # signature it did not make still goes through the transport's check.
     request = build_request(
-        endpoint, {}, api_key="k", signer=signer, timestamp_ms=1, recv_window=5000
+        endpoint, {}, api_key="k", signer=signer, timestamp_ms=timestamp, recv_window=5000
     )
     transport = FastTransport(server.base_url)
     try:

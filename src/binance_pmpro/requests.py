@@ -109,8 +109,8 @@ def build_request(
     plan = _PLANS.get(id(endpoint))
     if plan is None or plan[0] is not endpoint:
         plan = _plan(endpoint)
-    # encode_params and quote() leave only unreserved characters and %XX escapes and the
-    # numbers are formatted as integers: the target is visible ASCII if the path is.
+    # encode_params and quote() leave only unreserved characters and %XX escapes, and ints
+    # print as digits: the target is visible ASCII if the path is.
     safe_target = plan[3]
     query = encode_params(params) if params else ""
     headers: tuple[tuple[str, str], ...] = ()
@@ -123,8 +123,9 @@ def build_request(
             raise ConfigurationError(
                 f"{endpoint.path} is a SIGNED endpoint: give api_secret or private_key"
             )
-        # ``:d`` refuses anything but an integer, so the signed text is always digits.
-        timing = f"recvWindow={recv_window:d}&timestamp={timestamp_ms:d}"
+        timing = f"recvWindow={recv_window}&timestamp={timestamp_ms}"
+        if type(recv_window) is not int or type(timestamp_ms) is not int:
+            safe_target = False  # their text is not known to be digits
         query = f"{query}&{timing}" if query else timing
         signature = signer.sign(query.encode())
         if signer.algorithm != "HMAC_SHA256":  # base64 carries + / =; hex needs no escaping
