@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib.util
 import logging
 import ssl
+from functools import partial
 from typing import Any
 
 import anyio
@@ -106,24 +109,41 @@ class HttpxTransport:
         # httpcore cleans up after an exchange inside anyio shielded scopes, and anyio
         # cannot shield against asyncio's own Task.cancel() (also used by wait_for and
         # asyncio.timeout): a cancel landing there left the connection "active" in the
-        # pool for good, one slot lost per cancel. Run in a child task instead: a native
-        # cancel of the caller then reaches httpcore as an anyio cancellation, which its
-        # shields hold off until the connection is released.
-        outcome: list[Response | Exception] = []
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._send_into, request, outcome)
-        result = outcome[0]
-        if isinstance(result, Exception):
-            raise result
-        return result
-
-    async def _send_into(
-        self, request: PreparedRequest, outcome: list[Response | Exception]
-    ) -> None:
+        # pool for good, one slot lost per cancel. So the exchange runs in a child task
+        # that only we cancel, through an anyio scope (which httpcore's shields hold off
+        # until the connection is released). A bare task and a future cost about half of
+        # what an anyio task group does per call.
+        loop = asyncio.get_running_loop()
+        scope = anyio.CancelScope()
+        child = loop.create_task(self._send_scoped(request, scope))
+        woken = loop.create_future()
+        child.add_done_callback(partial(_wake, woken))
         try:
-            outcome.append(await self._send(request))
-        except Exception as exc:  # handed to the caller as is, not in an ExceptionGroup
-            outcome.append(exc)
+            await woken
+        except asyncio.CancelledError:
+            # Native or anyio cancellation of the caller: cancel the exchange the way
+            # httpcore can shield against, and wait for it to release its connection.
+            scope.cancel()
+            with anyio.CancelScope(shield=True):  # no busy re-delivery while we wait
+                while not child.done():
+                    woken = loop.create_future()
+                    child.add_done_callback(partial(_wake, woken))
+                    # Cancelled again: still waiting for the same cleanup.
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await woken
+            if not child.cancelled():
+                child.exception()  # retrieved: the caller's cancellation wins
+            raise
+        response = child.result()
+        assert response is not None  # only the except branch above cancels the scope
+        return response
+
+    async def _send_scoped(
+        self, request: PreparedRequest, scope: anyio.CancelScope
+    ) -> Response | None:
+        with scope:
+            return await self._send(request)
+        return None  # the caller was cancelled
 
     async def _send(self, request: PreparedRequest) -> Response:
         url = self.base_url + request.target
@@ -143,6 +163,11 @@ class HttpxTransport:
         """Close the connection pool, unless the ``httpx.AsyncClient`` was the caller's."""
         if self._owns_client:
             await self._client.aclose()
+
+
+def _wake(waiter: asyncio.Future[None], _: object) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _map_error(exc: httpx.TransportError, request: PreparedRequest) -> errors.TransportError:
