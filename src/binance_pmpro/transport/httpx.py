@@ -7,7 +7,10 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import re
 import ssl
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from functools import partial
 from typing import Any
 
@@ -50,6 +53,38 @@ _ERRORS: tuple[tuple[type[Exception], type[errors.TransportError]], ...] = (
     (httpx.WriteError, errors.ConnectionLostError),
     (httpx.CloseError, errors.ConnectionLostError),
 )
+
+
+# A request target httpx passes through unchanged: percent-encoded unreserved characters
+# and the query's separators (requests.py encodes every parameter that way).
+_PLAIN_TARGET = re.compile(r"/(?:[A-Za-z0-9\-_~/?=&]|\.(?!\.?(?:/|\?|$))|%[0-9A-Fa-f]{2})*")
+# httpx's own translation of httpcore's errors (the direct path is off without it).
+_map_httpcore_exceptions: Callable[[], AbstractContextManager[None]] | None = getattr(
+    importlib.import_module("httpx._transports.default"), "map_httpcore_exceptions", None
+)
+_LENGTH_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_COMPUTED_HEADERS = frozenset({"host", "content-length", "transfer-encoding"})
+_HEADER_CACHE_SIZE = 64
+_HEADER_NAMES: dict[bytes, str] = {}  # raw response header name -> lower-case text
+_HEADER_NAMES_SIZE = 256
+# (the list without a body, the list of a POST/PUT/PATCH without a body)
+_HeaderLists = tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]
+
+
+class _Direct:
+    """The parts of the base URL and the timeout extension, worked out once."""
+
+    def __init__(self, base_url: str, timeout: httpx.Timeout) -> None:
+        self.url = httpx.URL(base_url)
+        self.scheme = self.url.raw_scheme
+        self.host = self.url.raw_host
+        self.port = self.url.port
+        self.netloc = self.url.netloc
+        prefix = self.url.raw_path
+        # A base URL with a query or an odd path keeps httpx's whole path.
+        plain = self.url.query == b"" and _PLAIN_TARGET.fullmatch(prefix.decode("ascii"))
+        self.prefix: bytes | None = prefix.rstrip(b"/") if plain else None
+        self.extensions = {"timeout": timeout.as_dict()}
 
 
 class HttpxTransport:
@@ -99,6 +134,9 @@ class HttpxTransport:
         )
         if self._owns_client and self.base_url.lower().startswith("https:"):
             _close_sockets_of_cancelled_handshakes(self._client)
+        # The direct path (see _send_direct), set up at its first use.
+        self._direct: _Direct | None = None
+        self._header_cache: dict[tuple[tuple[str, str], ...], _HeaderLists | None] = {}
 
     async def send(self, request: PreparedRequest) -> Response:
         """One HTTP exchange; httpx errors become our TransportError subclasses."""
@@ -146,9 +184,13 @@ class HttpxTransport:
         return None  # the caller was cancelled
 
     async def _send(self, request: PreparedRequest) -> Response:
+        if self._owns_client and not _httpx_logger.isEnabledFor(logging.INFO):
+            response = await self._send_direct(request)
+            if response is not None:
+                return response
         url = self.base_url + request.target
         try:
-            response = await self._client.request(
+            answer = await self._client.request(
                 request.method,
                 url,
                 headers=request.headers,
@@ -157,7 +199,105 @@ class HttpxTransport:
             )
         except httpx.TransportError as exc:
             raise _map_error(exc, request) from None
-        return Response(response.status_code, response.headers, response.content)
+        return Response(answer.status_code, answer.headers, answer.content)
+
+    async def _send_direct(self, request: PreparedRequest) -> Response | None:
+        """The exchange straight on the connection pool of our own client, or None when
+        this request or client needs httpx's whole path.
+
+        ``AsyncClient.request`` spends about as much CPU as the pool itself on work this
+        transport never needs from its own client: parsing the URL we just built, merging
+        default headers, cookies, auth and redirect flows, event hooks, and a response
+        object model. Here the URL parts are parsed once, the header list of each distinct
+        header tuple is merged once (in httpx's order, with httpx's defaults: the bytes on
+        the wire are the same), and the pool's answer becomes our Response directly.
+        httpx's request log line needs its whole path, so INFO logging on the ``httpx``
+        logger turns this off; so does anything mounted in front of the pool other than
+        httpx's own transport (respx's httpx-level mock, custom mounts). A respx mock at
+        the httpcore level (its default) patches the pool and still sees every request.
+        """
+        client = self._client
+        if client.is_closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        direct = self._direct
+        if direct is None:
+            direct = self._direct = _Direct(self.base_url, self._timeout)
+        transport = client._transport_for_url(direct.url)
+        if type(transport) is not httpx.AsyncHTTPTransport or direct.prefix is None:
+            return None
+        pool = getattr(transport, "_pool", None)
+        if not isinstance(pool, httpcore.AsyncConnectionPool) or _map_httpcore_exceptions is None:
+            return None
+        target = request.target
+        if _PLAIN_TARGET.fullmatch(target) is None:
+            return None  # httpx would normalise it: let it
+        lists = self._header_cache.get(request.headers)
+        if lists is None:
+            if request.headers in self._header_cache:
+                return None
+            lists = self._header_lists(request.headers)
+            if lists is None:
+                return None
+        body = request.body
+        if body:
+            headers = [*lists[0], (b"Content-Length", b"%d" % len(body))]
+        elif request.method in _LENGTH_METHODS:
+            headers = lists[1]
+        else:
+            headers = lists[0]
+        core_request = httpcore.Request(
+            request.method,
+            httpcore.URL(
+                scheme=direct.scheme,
+                host=direct.host,
+                port=direct.port,
+                target=direct.prefix + target.encode("ascii"),
+            ),
+            headers=headers,
+            content=body or None,
+            extensions=direct.extensions,
+        )
+        try:
+            try:
+                pooled = await pool.handle_async_request(core_request)
+                try:
+                    content = await pooled.aread()
+                finally:
+                    await pooled.aclose()
+            except Exception:
+                with _map_httpcore_exceptions():  # as AsyncHTTPTransport would
+                    raise
+        except httpx.TransportError as exc:
+            raise _map_error(exc, request) from None
+        received: dict[str, str] = {}
+        for raw_name, raw_value in pooled.headers:
+            name = _HEADER_NAMES.get(raw_name)
+            if name is None:
+                name = raw_name.decode("latin-1").lower()
+                if len(_HEADER_NAMES) < _HEADER_NAMES_SIZE:
+                    _HEADER_NAMES[raw_name] = name
+            value = raw_value.decode("latin-1")
+            previous = received.get(name)
+            received[name] = value if previous is None else f"{previous}, {value}"
+        if "content-encoding" in received:  # gzip etc., decoded as httpx would
+            content = httpx.Response(pooled.status, headers=pooled.headers, content=content).content
+        return Response(pooled.status, received, content)
+
+    def _header_lists(self, headers: tuple[tuple[str, str], ...]) -> _HeaderLists | None:
+        """The request's header list as httpx builds it: ``Host``, the client's default
+        headers updated by ``headers``, ``Content-Length: 0`` first for an empty POST.
+        None (remembered) when ``headers`` sets what httpx would otherwise compute."""
+        lists: _HeaderLists | None = None
+        if not any(name.lower() in _COMPUTED_HEADERS for name, _ in headers):
+            merged = httpx.Headers(self._client.headers)
+            merged.update(headers)
+            assert self._direct is not None
+            host = (b"Host", self._direct.netloc)
+            lists = ([host, *merged.raw], [host, (b"Content-Length", b"0"), *merged.raw])
+        if len(self._header_cache) >= _HEADER_CACHE_SIZE:
+            self._header_cache.clear()
+        self._header_cache[headers] = lists
+        return lists
 
     async def aclose(self) -> None:
         """Close the connection pool, unless the ``httpx.AsyncClient`` was the caller's."""
