@@ -222,8 +222,11 @@ class HttpxTransport:
         direct = self._direct
         if direct is None:
             direct = self._direct = _Direct(self.base_url, self._timeout)
-        transport = client._transport_for_url(direct.url)
-        if type(transport) is not httpx.AsyncHTTPTransport or direct.prefix is None:
+        pick = getattr(client, "_transport_for_url", None)  # httpx's mount (proxy) choice
+        if pick is None or direct.prefix is None:
+            return None
+        transport = pick(direct.url)
+        if type(transport) is not httpx.AsyncHTTPTransport:
             return None
         pool = getattr(transport, "_pool", None)
         if not isinstance(pool, httpcore.AsyncConnectionPool) or _map_httpcore_exceptions is None:
