@@ -242,15 +242,16 @@ class HttpxTransport:
             lists = self._header_lists(request.headers)
             if lists is None:
                 return None
+        method = request.method.upper()  # as httpx.Request does
         body = request.body
         if body:
             headers = [*lists[0], (b"Content-Length", b"%d" % len(body))]
-        elif request.method in _LENGTH_METHODS:
+        elif method in _LENGTH_METHODS:
             headers = lists[1]
         else:
             headers = lists[0]
         core_request = httpcore.Request(
-            request.method,
+            method,
             httpcore.URL(
                 scheme=direct.scheme,
                 host=direct.host,
