@@ -4,6 +4,8 @@ signatures from the committed throwaway keys, and an independent check with open
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import re
 import shutil
 import subprocess
@@ -177,6 +179,16 @@ def test_hmac_sign_repeated_calls_do_not_share_state() -> None:
     signer.sign(b"recvWindow=5000&timestamp=1499827319559")
     assert signer.sign(b"timestamp=1578963600000") == first
     assert first == "d84e6641b1e328e7b418fff030caed655c266299c9355e36ce801ed14631eed4"
+
+
+@pytest.mark.parametrize("key_length", [1, 32, 63, 64, 65, 100, 128, 129, 1000])
+def test_hmac_sign_any_key_length_matches_stdlib_hmac(key_length: int) -> None:
+    # The signer keys SHA-256 itself (RFC 2104); keys longer than the 64-byte block are
+    # hashed first, shorter ones padded: check both sides of the boundary against hmac.
+    key = bytes((7 * i + 3) % 256 for i in range(key_length))
+    for payload in (b"", b"timestamp=1578963600000", b"x" * 300):
+        expected = hmac.new(key, payload, hashlib.sha256).hexdigest()
+        assert HmacSigner(key).sign(payload) == expected
 
 
 def test_hmac_sign_output_is_lowercase_hex_of_64_chars() -> None:

@@ -4,6 +4,7 @@ its request-line safety checks and its timer economy. Real sockets on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,8 +14,10 @@ import pytest
 pytest.importorskip("httptools")
 
 from _servers import TestServer, echo_body, serving
+from binance_pmpro.endpoints import ACCOUNT_INFO, Endpoint
 from binance_pmpro.errors import ConfigurationError
-from binance_pmpro.requests import PreparedRequest
+from binance_pmpro.requests import PreparedRequest, build_request
+from binance_pmpro.signing import HmacSigner, Signer
 from binance_pmpro.transport import Timeouts, Transport
 from binance_pmpro.transport.fast import FastTransport
 
@@ -125,6 +128,41 @@ async def test_unsafe_request_refused_before_sending(
     try:
         with pytest.raises(ValueError, match=r"target|header|sets|method"):
             await transport.send(request_)
+    finally:
+        await transport.aclose()
+    assert server.accepted == 0
+
+
+class _LooseHexSigner:
+    """Claims HMAC-SHA256 but returns text no transport should put on a request line."""
+
+    algorithm = "HMAC_SHA256"
+
+    def sign(self, payload: bytes) -> str:
+        return "ab HTTP/1.1\r\nX-Evil: 1"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "signer", "timestamp"),
+    [
+        (dataclasses.replace(ACCOUNT_INFO, path="/sapi/v1/a b"), HmacSigner("s"), 1),
+        (ACCOUNT_INFO, _LooseHexSigner(), 1),
+        (ACCOUNT_INFO, HmacSigner("s"), "1 HTTP/1.1"),
+    ],
+    ids=["endpoint-path-with-space", "foreign-signer-text", "timestamp-not-an-int"],
+)
+async def test_built_request_with_unsafe_part_refused_before_sending(
+    server: TestServer, endpoint: Endpoint, signer: Signer, timestamp: Any
+) -> None:
+    # build_request vouches only for the parts it encodes itself; an endpoint path or a
+    # signature it did not make still goes through the transport's check.
+    request = build_request(
+        endpoint, {}, api_key="k", signer=signer, timestamp_ms=timestamp, recv_window=5000
+    )
+    transport = FastTransport(server.base_url)
+    try:
+        with pytest.raises(ValueError, match="target"):
+            await transport.send(request)
     finally:
         await transport.aclose()
     assert server.accepted == 0

@@ -7,7 +7,7 @@ checkers only; at run time it is an empty class.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ class ClientHost:
         _stream_connector: WebSocketConnector | None
         _ssl_context: ssl.SSLContext | None
 
-        async def _call(
+        def _call(
             self,
             endpoint: Endpoint,
             params: Mapping[str, Any],
@@ -41,9 +41,9 @@ class ClientHost:
             max_wait: float | None = None,
             call_timeout: float | None = None,
             priority: Priority = Priority.NORMAL,
-        ) -> Any: ...
+        ) -> Coroutine[Any, Any, Any]: ...
 
-        async def _send(
+        def _send(
             self,
             endpoint: Endpoint,
             params: Mapping[str, Any],
@@ -51,4 +51,5 @@ class ClientHost:
             recv_window: int | None,
             max_wait: float | None,
             call_timeout: float | None = None,
-        ) -> Response: ...
+            priority: Priority = Priority.NORMAL,
+        ) -> Coroutine[Any, Any, Response]: ...

@@ -14,8 +14,8 @@ import math
 import os
 import ssl
 import time
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -41,7 +41,6 @@ from .ratelimit import (
     BudgetSnapshot,
     Limiter,
     LimiterPermit,
-    Permit,
     Priority,
     RateLimiter,
     loop_time,
@@ -257,8 +256,8 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin, UserStreamMi
         else:
             self._transport = transport
         self._closed = False
-        # endpoint name -> (endpoint, its budget key), built once: keys are compared by identity.
-        self._budget_keys: dict[str, tuple[Endpoint, BudgetKey]] = {}
+        # endpoint name -> what a call of it needs, worked out at its first call.
+        self._plans: dict[str, _Plan] = {}
 
     # --- public API ----------------------------------------------------------------------
 
@@ -443,7 +442,7 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin, UserStreamMi
             return BudgetKey(Budget.FAPI_IP, self._ip_group, "")
         return BudgetKey(Budget.API_IP, self._ip_group, "")
 
-    async def _call(
+    def _call(
         self,
         endpoint: Endpoint,
         params: Mapping[str, Any],
@@ -452,30 +451,28 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin, UserStreamMi
         max_wait: float | None = None,
         call_timeout: float | None = None,
         priority: Priority = Priority.NORMAL,
-    ) -> Any:
+    ) -> Coroutine[Any, Any, Any]:
+        """The decoded answer of one call (await it): attempts, retries and pauses, within
+        the call's deadline.
+
+        A plain function returning the coroutine that does the work: without a deadline
+        that is :meth:`_attempts` itself, one coroutine frame less on every call.
+        """
         if call_timeout is None and self.call_timeout is None:
-            # No deadline: straight to the attempts (one coroutine less per call).
             window = self.recv_window if recv_window is None else check_recv_window(recv_window)
-            response = await self._attempts(
+            return self._attempts(
                 endpoint,
                 params,
                 window,
                 self.max_wait if max_wait is None else max_wait,
                 priority,
+                True,
             )
-        else:
-            response = await self._send(
-                endpoint,
-                params,
-                recv_window=recv_window,
-                max_wait=max_wait,
-                call_timeout=call_timeout,
-                priority=priority,
-            )
-        decoder = _decoders.get(endpoint.response) or _decoder(endpoint)
-        return decoder.decode(response.body, response.status)
+        return self._within_deadline(
+            endpoint, params, recv_window, max_wait, call_timeout, priority, True
+        )
 
-    async def _send(
+    def _send(
         self,
         endpoint: Endpoint,
         params: Mapping[str, Any],
@@ -484,15 +481,29 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin, UserStreamMi
         max_wait: float | None,
         call_timeout: float | None = None,
         priority: Priority = Priority.NORMAL,
-    ) -> Response:
-        """Run one call: attempts, retries and pauses, within the call's deadline."""
+    ) -> Coroutine[Any, Any, Response]:
+        """As :meth:`_call`, for the undecoded response (errors still raise)."""
+        return self._within_deadline(
+            endpoint, params, recv_window, max_wait, call_timeout, priority, False
+        )
+
+    async def _within_deadline(
+        self,
+        endpoint: Endpoint,
+        params: Mapping[str, Any],
+        recv_window: int | None,
+        max_wait: float | None,
+        call_timeout: float | None,
+        priority: Priority,
+        decode: bool,
+    ) -> Any:
         window = self.recv_window if recv_window is None else check_recv_window(recv_window)
         budget_wait = self.max_wait if max_wait is None else max_wait
         limit = self.call_timeout if call_timeout is None else call_timeout
         if limit is None:
-            return await self._attempts(endpoint, params, window, budget_wait, priority)
+            return await self._attempts(endpoint, params, window, budget_wait, priority, decode)
         with anyio.move_on_after(limit):
-            return await self._attempts(endpoint, params, window, budget_wait, priority)
+            return await self._attempts(endpoint, params, window, budget_wait, priority, decode)
         raise DeadlineExceededError(
             f"{endpoint.method} {endpoint.path}: no answer within the call's {limit} s deadline",
             method=endpoint.method,
@@ -505,21 +516,21 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin, UserStreamMi
         params: Mapping[str, Any],
         window: int,
         max_wait: float,
-        priority: Priority = Priority.NORMAL,
-    ) -> Response:
-        """Attempts until success or a failure the policy does not retry.
+        priority: Priority,
+        decode: bool,
+    ) -> Any:
+        """Attempts until success or a failure the policy does not retry; the decoded
+        answer when ``decode``, else the response.
 
         A 429 was not executed by Binance: the limiter pauses every caller of the budget
         until ``Retry-After`` and the call is sent again if that fits ``max_wait``. A -1021
         resynchronises the clock and is retried once. Every attempt re-acquires weight and
-        is signed afresh (sign after waiting: the timestamp is never stale).
+        is signed afresh (sign after waiting: the timestamp is never stale). The attempt
+        itself is written out here rather than in a method of its own: this is the path of
+        every call, and each coroutine frame on it costs.
         """
         # The loop's clock, read once per call (anyio's own read asks sniffio each time).
         started = loop_time()
-        policy = self.retry
-        failures: list[str] = []
-        attempt = 0
-        timestamp_retried = False
         if endpoint.security.signed:
             if self._signer is None:  # before the clock sync: a doomed call sends nothing
                 raise ConfigurationError(
@@ -529,21 +540,73 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin, UserStreamMi
                 self.clock.synced and started - self._synced_at < self.time_sync_interval
             ):
                 await self._ensure_clock(started)
+        plan = self._plans.get(endpoint.name)
+        if plan is None or plan.endpoint is not endpoint:
+            plan = self._plans[endpoint.name] = _Plan(endpoint, self._budget_key(endpoint))
+        weight = plan.weight if plan.weight is not None else endpoint.weight_for(params)
+        failures: list[str] | None = None
+        attempt = 0
+        timestamp_retried = False
         while True:
             attempt += 1
             try:
-                rate_wait = (
-                    max_wait
-                    if attempt == 1
-                    else max(0.0, started + max_wait - anyio.current_time())
-                )
-                response = await self._attempt(
-                    endpoint, params, window, rate_wait, attempt, priority
-                )
-                raise_for_error(response.status, response.headers, response.body)
-                return response
+                # --- one attempt: weight, fresh timestamp and signature, send, observe ---
+                transport = self._transport
+                if transport is None or self._closed or plan.futures:
+                    transport = self._get_transport(plan.futures)
+                limiter = self._limiter or self._bind_limiter()
+                permit: LimiterPermit | None = None
+                if limiter is not None:
+                    rate_wait = (
+                        max_wait if attempt == 1 else started + max_wait - anyio.current_time()
+                    )
+                    permit = await limiter.acquire(
+                        plan.key,
+                        weight,
+                        max_wait=rate_wait if rate_wait > 0.0 else 0.0,
+                        priority=priority,
+                    )
+                try:
+                    request = build_request(
+                        endpoint,
+                        params,
+                        api_key=self._api_key,
+                        signer=self._signer,
+                        timestamp_ms=self.clock.now_ms(),  # taken after the wait: never stale
+                        recv_window=window,
+                    )
+                    watched = bool(self._hooks) or logger.isEnabledFor(logging.DEBUG)
+                    sent_at = 0.0
+                    if watched:
+                        self._emit_start(endpoint, attempt, weight)
+                        sent_at = time.perf_counter()
+                    if permit is not None:
+                        permit.mark_sent()
+                    try:
+                        response = await transport.send(request)
+                    except TransportError as exc:
+                        if watched:
+                            self._report_failure(endpoint, attempt, weight, exc, sent_at)
+                        raise
+                    if permit is not None:
+                        permit.observe(response.status, response.headers)
+                except BaseException as exc:
+                    if permit is not None:
+                        await permit.__aexit__(type(exc), exc, exc.__traceback__)
+                    raise
+                if permit is not None:
+                    await permit.__aexit__(None, None, None)
+                if watched:
+                    self._report(endpoint, request, response, attempt, weight, sent_at)
+                # --- end of the attempt ---
+                status = response.status
+                if not 200 <= status < 300:
+                    raise_for_error(status, response.headers, response.body)
+                if not decode:
+                    return response
+                return plan.decoder.decode(response.body, status)
             except RateLimitedError as exc:
-                failures.append(_describe(exc))
+                failures = _failed(failures, exc)
                 pause = exc.retry_after if exc.retry_after is not None else 60.0
                 resend = (
                     exc.status == 429
@@ -554,7 +617,7 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin, UserStreamMi
                     exc.attempts = tuple(failures)
                     raise
             except TimestampError as exc:
-                failures.append(_describe(exc))
+                failures = _failed(failures, exc)
                 if timestamp_retried:
                     exc.offset_ms = self.clock.offset_ms if self.clock.synced else None
                     exc.attempts = tuple(failures)
@@ -563,7 +626,8 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin, UserStreamMi
                 if self.time_sync:
                     await self._resync_quietly()
             except BinanceError as exc:
-                failures.append(_describe(exc))
+                failures = _failed(failures, exc)
+                policy = self.retry
                 if not policy.should_retry(exc, attempt=attempt, idempotent=endpoint.idempotent):
                     exc.attempts = tuple(failures)
                     raise
@@ -575,73 +639,34 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin, UserStreamMi
                     raise
                 await anyio.sleep(delay)
 
-    async def _attempt(
-        self,
-        endpoint: Endpoint,
-        params: Mapping[str, Any],
-        window: int,
-        rate_wait: float,
-        attempt: int,
-        priority: Priority = Priority.NORMAL,
-    ) -> Response:
-        """One HTTP exchange: weight, fresh timestamp and signature, send, observe."""
-        transport = self._transport
-        if transport is None or self._closed or endpoint.futures:
-            transport = self._get_transport(endpoint.futures)
-        weight = endpoint.weight_for(params)
-        limiter = self._limiter or self._bind_limiter()
-        if limiter is None:
-            permit: LimiterPermit = _UNLIMITED
-        else:
-            key = self._budget_keys.get(endpoint.name)
-            if key is None or key[0] is not endpoint:
-                key = self._budget_keys[endpoint.name] = (endpoint, self._budget_key(endpoint))
-            permit = await limiter.acquire(
-                key[1], weight, max_wait=rate_wait if rate_wait > 0.0 else 0.0, priority=priority
-            )
-        async with permit:
-            request = build_request(
-                endpoint,
-                params,
-                api_key=self._api_key,
-                signer=self._signer,
-                timestamp_ms=self.clock.now_ms(),  # taken after the wait: never stale
-                recv_window=window,
-            )
-            watched = bool(self._hooks) or logger.isEnabledFor(logging.DEBUG)
-            if self._hooks:
-                self._emit(
-                    RequestEvent(
-                        "start", endpoint.name, endpoint.method, endpoint.path, attempt, weight
-                    )
+    def _emit_start(self, endpoint: Endpoint, attempt: int, weight: int) -> None:
+        if self._hooks:
+            self._emit(
+                RequestEvent(
+                    "start", endpoint.name, endpoint.method, endpoint.path, attempt, weight
                 )
-            sent_at = time.perf_counter() if watched else 0.0
-            permit.mark_sent()
-            try:
-                response = await transport.send(request)
-            except TransportError as exc:
-                if self._hooks:
-                    self._emit(
-                        RequestEvent(
-                            "end",
-                            endpoint.name,
-                            endpoint.method,
-                            endpoint.path,
-                            attempt,
-                            weight,
-                            error=exc,
-                            elapsed=time.perf_counter() - sent_at,
-                        )
-                    )
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug(
-                        "%s %s attempt %d failed: %s", endpoint.method, endpoint.path, attempt, exc
-                    )
-                raise
-            permit.observe(response.status, response.headers)
-        if watched:
-            self._report(endpoint, request, response, attempt, weight, sent_at)
-        return response
+            )
+
+    def _report_failure(
+        self, endpoint: Endpoint, attempt: int, weight: int, exc: TransportError, sent_at: float
+    ) -> None:
+        if self._hooks:
+            self._emit(
+                RequestEvent(
+                    "end",
+                    endpoint.name,
+                    endpoint.method,
+                    endpoint.path,
+                    attempt,
+                    weight,
+                    error=exc,
+                    elapsed=time.perf_counter() - sent_at,
+                )
+            )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s attempt %d failed: %s", endpoint.method, endpoint.path, attempt, exc
+            )
 
     def _report(
         self,
@@ -711,41 +736,33 @@ class PortfolioMarginProClient(PortfolioEndpointsMixin, WatchMixin, UserStreamMi
             self._synced_at = anyio.current_time() - self.time_sync_interval + 5.0
             logger.warning("could not sync with Binance's clock: %s", exc)
 
-    async def _acquire(
-        self,
-        endpoint: Endpoint,
-        weight: int,
-        max_wait: float,
-        priority: Priority = Priority.NORMAL,
-    ) -> LimiterPermit:
-        limiter = self._limiter or self._bind_limiter()
-        if limiter is None:
-            return _UNLIMITED
-        return await limiter.acquire(
-            self._budget_key(endpoint), weight, max_wait=max(0.0, max_wait), priority=priority
-        )
 
+class _Plan:
+    """What the client works out once per endpoint: its budget key (compared by identity
+    in the limiter), its weight when fixed, where it is sent and its decoder."""
 
-class _NoPermit(Permit):
-    """The permit used when rate limiting is off: accounts for nothing."""
+    __slots__ = ("decoder", "endpoint", "futures", "key", "weight")
 
-    def __init__(self) -> None:
-        super().__init__(cast(RateLimiter, None), None, None, 0)
+    def __init__(self, endpoint: Endpoint, key: BudgetKey) -> None:
+        self.endpoint = endpoint
+        self.key = key
+        self.weight = endpoint.weight if isinstance(endpoint.weight, int) else None
+        self.futures = endpoint.futures
+        decoder = _decoders.get(endpoint.response)
+        if decoder is None:
+            decoder = _decoders[endpoint.response] = ResponseDecoder(endpoint.response)
+        self.decoder: ResponseDecoder[Any] = decoder
 
-    def mark_sent(self) -> None:
-        pass
-
-
-_UNLIMITED = _NoPermit()
 
 _decoders: dict[type[Any], ResponseDecoder[Any]] = {}
 
 
-def _decoder(endpoint: Endpoint) -> ResponseDecoder[Any]:
-    decoder = _decoders.get(endpoint.response)
-    if decoder is None:
-        decoder = _decoders[endpoint.response] = ResponseDecoder(endpoint.response)
-    return decoder
+def _failed(failures: list[str] | None, exc: BinanceError) -> list[str]:
+    """``failures`` (created on the first failure) with ``exc`` described at its end."""
+    if failures is None:
+        failures = []
+    failures.append(_describe(exc))
+    return failures
 
 
 def _describe(exc: BinanceError) -> str:

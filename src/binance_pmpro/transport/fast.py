@@ -36,7 +36,10 @@ import asyncio
 import contextlib
 import re
 import ssl
+import time
 from collections import deque
+from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import httptools
@@ -50,14 +53,15 @@ __all__ = ["FastTransport"]
 
 _INF = float("inf")
 
-# Request line start and whether an empty body still needs ``Content-Length: 0``. HEAD is
-# left out on purpose: a response parser cannot tell that a HEAD answer has no body.
-_METHODS: dict[str, tuple[bytes, bool]] = {
-    "GET": (b"GET ", False),
-    "DELETE": (b"DELETE ", False),
-    "POST": (b"POST ", True),
-    "PUT": (b"PUT ", True),
-    "PATCH": (b"PATCH ", True),
+# The methods we send, with the end of the head for an empty body: ``Content-Length: 0``
+# where the method usually has a body. HEAD is left out on purpose: a response parser
+# cannot tell that a HEAD answer has no body.
+_METHODS: dict[str, str] = {
+    "GET": "\r\n",
+    "DELETE": "\r\n",
+    "POST": "Content-Length: 0\r\n\r\n",
+    "PUT": "Content-Length: 0\r\n\r\n",
+    "PATCH": "Content-Length: 0\r\n\r\n",
 }
 _UNSAFE_TARGET = re.compile(r"[^\x21-\x7e]")  # anything but visible ASCII breaks the line
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -70,6 +74,17 @@ _HEADER_CACHE_SIZE = 64
 _HEADER_NAMES: dict[bytes, str] = {}
 _HEADER_NAMES_SIZE = 256
 _ACLOSE_GRACE = 1.0  # seconds aclose() waits for graceful closes before aborting the rest
+# Response(...) runs the NamedTuple's Python-level __new__; this is the tuple constructor
+# it calls, for the one place that builds a Response per exchange.
+_new_response = tuple.__new__
+
+
+def _clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
+    """``loop.time``, or ``time.monotonic`` itself where that is all the loop's method does
+    (the stock asyncio loops): the same clock without a Python call around it."""
+    if type(loop).time is asyncio.BaseEventLoop.time:
+        return time.monotonic
+    return loop.time
 
 
 class _StaleConnection(Exception):
@@ -94,9 +109,9 @@ class _Connection(asyncio.Protocol):
         "_headers",
         "_idle_since",
         "_in_idle",
-        "_interim",
         "_loop",
         "_lost",
+        "_now",
         "_owner",
         "_parser",
         "_read_timeout",
@@ -114,7 +129,19 @@ class _Connection(asyncio.Protocol):
     def __init__(self, owner: FastTransport, loop: asyncio.AbstractEventLoop) -> None:
         self._owner = owner
         self._loop = loop
-        self._parser = httptools.HttpResponseParser(self)
+        self._now = _clock(loop)
+        self._body: list[bytes] = []
+        # The parser looks its callbacks up once, here: body chunks go straight into the
+        # (reused) list through its C append, without a Python call per chunk.
+        self._parser = httptools.HttpResponseParser(
+            SimpleNamespace(
+                on_message_begin=self.on_message_begin,
+                on_header=self.on_header,
+                on_headers_complete=self.on_headers_complete,
+                on_body=self._body.append,
+                on_message_complete=self.on_message_complete,
+            )
+        )
         self._transport: asyncio.Transport | None = None
         self._closed = False
         self._gone = False  # connection_lost has run
@@ -124,11 +151,9 @@ class _Connection(asyncio.Protocol):
         self._exchanges = 0  # completed exchanges: >0 means "reused" for the resend rule
         self._waiter: asyncio.Future[Response] | None = None
         self._request: PreparedRequest | None = None
-        self._status = 0
+        self._status = 0  # of the final (not 1xx) response, once its headers are complete
         self._headers: dict[str, str] = {}
-        self._body: list[bytes] = []
         self._got_bytes = False
-        self._interim = False
         self._reusable = False
         self._write_paused = False
         self._read_timeout = owner._timeouts.read
@@ -138,28 +163,7 @@ class _Connection(asyncio.Protocol):
         self._timer_when = _INF
         self._lost: asyncio.Future[None] | None = None
 
-    # --- one exchange --------------------------------------------------------------------
-
-    def start(self, data: bytes, request: PreparedRequest) -> asyncio.Future[Response]:
-        """Write ``data`` and return the future of the response."""
-        fut: asyncio.Future[Response] = self._loop.create_future()
-        transport = self._transport
-        if self._closed or transport is None or transport.is_closing():
-            fut.set_exception(_StaleConnection(written=False))
-            return fut
-        self._waiter = fut
-        self._request = request
-        self._status = 0
-        self._headers = {}
-        self._body = []
-        self._got_bytes = False
-        self._interim = False
-        self._reusable = False
-        transport.write(data)
-        timeout = self._write_timeout if self._write_paused else self._read_timeout
-        if timeout is not None:
-            self._arm(self._loop.time() + timeout)
-        return fut
+    # --- one exchange (FastTransport.send starts it) ------------------------------------
 
     def _arm(self, deadline: float) -> None:
         # The timer is left running when an exchange finishes early; when it fires it
@@ -178,7 +182,7 @@ class _Connection(asyncio.Protocol):
         if self._waiter is None or self._closed:
             return
         deadline = self._deadline
-        if self._loop.time() < deadline:
+        if self._now() < deadline:
             self._timer = self._loop.call_at(deadline, self._on_timer)
             self._timer_when = deadline
             return
@@ -233,14 +237,18 @@ class _Connection(asyncio.Protocol):
             self.close(abort=True)
             return
         self._got_bytes = True
-        if self._read_timeout is not None and not self._write_paused:
-            self._deadline = self._loop.time() + self._read_timeout
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(errors.ConnectionLostError, "the server switched protocols")
+            return
         except httptools.HttpParserError as exc:
             self._fail(errors.ConnectionLostError, f"malformed HTTP response ({exc})")
+            return
+        # Bytes arrived: the read timeout starts over, unless they completed the exchange
+        # (the usual case for a small answer, which then needs no clock read here).
+        if self._waiter is not None and self._read_timeout is not None and not self._write_paused:
+            self._deadline = self._now() + self._read_timeout
 
     def eof_received(self) -> bool | None:
         return None  # let the transport close; connection_lost decides what it means
@@ -293,12 +301,12 @@ class _Connection(asyncio.Protocol):
         # high-water mark the write timeout runs instead of the read timeout.
         self._write_paused = True
         if self._waiter is not None and self._write_timeout is not None:
-            self._arm(self._loop.time() + self._write_timeout)
+            self._arm(self._now() + self._write_timeout)
 
     def resume_writing(self) -> None:
         self._write_paused = False
         if self._waiter is not None and self._read_timeout is not None:
-            self._arm(self._loop.time() + self._read_timeout)
+            self._arm(self._now() + self._read_timeout)
 
     # --- httptools callbacks ---------------------------------------------------------------
 
@@ -319,17 +327,11 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
-        if status < 200:
-            self._interim = True  # 100 Continue, 103 Early Hints: the real answer follows
-            return
-        self._status = status
-
-    def on_body(self, body: bytes) -> None:
-        self._body.append(body)
+        if status >= 200:  # not 100 Continue or 103 Early Hints: the real answer follows those
+            self._status = status
 
     def on_message_complete(self) -> None:
-        if self._interim:
-            self._interim = False
+        if not self._status:  # an interim response ended
             self._headers = {}
             return
         fut = self._waiter
@@ -340,10 +342,10 @@ class _Connection(asyncio.Protocol):
         if not self._closed:
             self._reusable = self._parser.should_keep_alive()
         body = self._body
+        content = body[0] if len(body) == 1 else b"".join(body)
+        body.clear()
         if not fut.done():
-            fut.set_result(
-                Response(self._status, self._headers, body[0] if len(body) == 1 else b"".join(body))
-            )
+            fut.set_result(_new_response(Response, (self._status, self._headers, content)))
 
 
 class FastTransport:
@@ -429,8 +431,9 @@ class FastTransport:
         host_header = f"[{host}]" if ":" in host else host
         if explicit_port is not None and explicit_port != default_port:
             host_header = f"{host_header}:{explicit_port}"
-        self._after_target = f" HTTP/1.1\r\nHost: {host_header}\r\n".encode("ascii")
-        self._header_cache: dict[tuple[tuple[str, str], ...], bytes] = {}
+        self._after_target = f" HTTP/1.1\r\nHost: {host_header}\r\n"
+        # header tuple -> the head after the target: version, Host and those headers
+        self._header_cache: dict[tuple[tuple[str, str], ...], str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: deque[_Connection] = deque()
         self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
@@ -458,13 +461,35 @@ class FastTransport:
         if loop is not self._loop:
             self._bind(loop)
         data = self._encode(request)
-        conn = self._take_idle()
-        if conn is None:
-            conn = await self._acquire(request)
+        idle = self._idle
+        if idle and not idle[-1]._closed and not self._closed:
+            conn = idle.pop()
+            conn._in_idle = False
+        else:
+            conn = self._take_idle() or await self._acquire(request)
         resent = False
         while True:
             reused = conn._exchanges > 0
-            fut = conn.start(data, request)
+            # Start the exchange (inline: this is every call's path).
+            fut: asyncio.Future[Response] = loop.create_future()
+            transport = conn._transport
+            if conn._closed or transport is None or transport.is_closing():
+                fut.set_exception(_StaleConnection(written=False))
+            else:
+                conn._waiter = fut
+                conn._request = request
+                conn._status = 0
+                conn._headers = {}
+                if conn._body:
+                    conn._body.clear()
+                conn._got_bytes = False
+                conn._reusable = False
+                transport.write(data)
+                timeout = conn._write_timeout if conn._write_paused else conn._read_timeout
+                if timeout is not None:
+                    deadline = conn._deadline = conn._now() + timeout
+                    if conn._timer is None or conn._timer_when > deadline:
+                        conn._arm(deadline)
             try:
                 response = await fut
             except _StaleConnection as stale:
@@ -486,7 +511,14 @@ class FastTransport:
                 # still on their way belong to this request, so the socket cannot be reused.
                 self._discard(conn)
                 raise
-            if conn._reusable:
+            if conn._reusable and not self._waiters and not self._closed and conn._counted:
+                # _release's usual case, inline: back to the idle pool.
+                conn._in_idle = True
+                conn._idle_since = conn._now()
+                idle.append(conn)
+                if self._sweeper is None and self.idle_timeout is not None:
+                    self._sweeper = loop.call_at(conn._idle_since + self.idle_timeout, self._sweep)
+            elif conn._reusable:
                 self._release(conn)
             else:
                 self._discard(conn, abort=False)
@@ -529,25 +561,31 @@ class FastTransport:
     # --- request bytes -------------------------------------------------------------------------
 
     def _encode(self, request: PreparedRequest) -> bytes:
-        try:
-            start, needs_length = _METHODS[request.method]
-        except KeyError:
-            raise ValueError(f"method {request.method!r} is not supported") from None
-        target = self._prefix + request.target if self._prefix else request.target
-        if _UNSAFE_TARGET.search(target) is not None:
+        method = request.method
+        end = _METHODS.get(method)
+        if end is None:
+            raise ValueError(f"method {method!r} is not supported")
+        query = request.query
+        target = (
+            f"{self._prefix}{request.path}?{query}" if query else f"{self._prefix}{request.path}"
+        )
+        # Visible ASCII only; build_request's targets are by construction (the base_url
+        # prefix was checked in __init__).
+        if not request._safe_target and _UNSAFE_TARGET.search(target) is not None:
             raise ValueError("the request target must be percent-encoded ASCII without spaces")
-        headers = self._header_cache.get(request.headers)
-        if headers is None:
-            headers = self._header_block(request.headers)
+        head = self._header_cache.get(request.headers)
+        if head is None:
+            head = self._header_block(request.headers)
         body = request.body
         if body:
-            end = b"Content-Length: %d\r\n\r\n" % len(body)
-            return b"".join((start, target.encode(), self._after_target, headers, end, body))
-        end = b"Content-Length: 0\r\n\r\n" if needs_length else b"\r\n"
-        return b"".join((start, target.encode(), self._after_target, headers, end))
+            # One str, encoded once: every part is ASCII or a header value already known
+            # to encode as latin-1.
+            line = f"{method} {target}{head}Content-Length: {len(body)}\r\n\r\n"
+            return line.encode("latin-1") + body
+        return f"{method} {target}{head}{end}".encode("latin-1")
 
-    def _header_block(self, headers: tuple[tuple[str, str], ...]) -> bytes:
-        """Validate and encode one header tuple, cached: the same tuple costs a dict hit."""
+    def _header_block(self, headers: tuple[tuple[str, str], ...]) -> str:
+        """Validate one header tuple and cache the head it makes: a dict hit next time."""
         lines = []
         has_agent = False
         for name, value in headers:
@@ -560,11 +598,13 @@ class FastTransport:
             lines.append(f"{name}: {value}\r\n")
         if not has_agent:
             lines.append(f"User-Agent: binance-pmpro/{__version__}\r\n")
-        block = "".join(lines).encode("latin-1")
+        block = "".join(lines)
+        block.encode("latin-1")  # refuse now what could not be sent
+        head = self._after_target + block
         if len(self._header_cache) >= _HEADER_CACHE_SIZE:
             self._header_cache.clear()
-        self._header_cache[headers] = block
-        return block
+        self._header_cache[headers] = head
+        return head
 
     # --- the pool ------------------------------------------------------------------------------
 
@@ -743,7 +783,7 @@ class FastTransport:
         loop = self._loop
         assert loop is not None
         conn._in_idle = True
-        conn._idle_since = loop.time()
+        conn._idle_since = conn._now()
         self._idle.append(conn)
         if self._sweeper is None and self.idle_timeout is not None:
             self._sweeper = loop.call_at(conn._idle_since + self.idle_timeout, self._sweep)
