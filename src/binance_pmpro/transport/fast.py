@@ -1,8 +1,10 @@
 """The fast transport: our own keep-alive HTTP/1.1 pool on ``asyncio.Protocol``.
 
-**This module is the one place in binance-pmpro that uses asyncio directly.** Everything
-else runs on anyio, so it works on trio too; this transport trades that for speed and is
-chosen only on asyncio (uvloop included). On trio, with a proxy or with a user-supplied
+**This module is the one place in binance-pmpro that does its I/O on asyncio directly.**
+Everything else runs on anyio, so it works on trio too (the httpx transport and the Redis
+limiter only start asyncio tasks, on asyncio, to guard against asyncio's native
+cancellation); this transport trades portability for speed and is chosen only on asyncio
+(uvloop included). On trio, with a proxy or with a user-supplied
 ``httpx.AsyncClient``, the client uses :class:`~binance_pmpro.transport.httpx.HttpxTransport`.
 
 Shape (after uvicorn's httptools protocol, turned into a client):
