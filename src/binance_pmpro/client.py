@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import anyio
 
 from .clock import ClockSample, ServerClock
-from .decoding import ResponseDecoder, raise_for_error
+from .decoding import ResponseDecoder, decoder_for, raise_for_error
 from .endpoints import ACCOUNT_INFO, SERVER_TIME, Budget, Endpoint
 from .errors import (
     BinanceError,
@@ -748,13 +748,7 @@ class _Plan:
         self.key = key
         self.weight = endpoint.weight if isinstance(endpoint.weight, int) else None
         self.futures = endpoint.futures
-        decoder = _decoders.get(endpoint.response)
-        if decoder is None:
-            decoder = _decoders[endpoint.response] = ResponseDecoder(endpoint.response)
-        self.decoder: ResponseDecoder[Any] = decoder
-
-
-_decoders: dict[type[Any], ResponseDecoder[Any]] = {}
+        self.decoder: ResponseDecoder[Any] = decoder_for(endpoint.response)
 
 
 def _failed(failures: list[str] | None, exc: BinanceError) -> list[str]:

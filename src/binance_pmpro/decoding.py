@@ -533,7 +533,19 @@ def raise_for_error(status: int, headers: Mapping[str, str], body: bytes) -> Non
     raise error_for(status, err.code, err.msg, headers)
 
 
+_decoders: dict[Any, ResponseDecoder[Any]] = {}
+
+
+def decoder_for(type_: Any) -> ResponseDecoder[Any]:
+    """The process's one :class:`ResponseDecoder` of ``type_`` (built at first use)."""
+    decoder = _decoders.get(type_)
+    if decoder is None:
+        decoder = _decoders[type_] = ResponseDecoder(type_)
+    return decoder
+
+
 _account_decoder = ResponseDecoder(AccountInfo)
+_decoders[AccountInfo] = _account_decoder
 
 
 def decode_account_info(body: bytes) -> AccountInfo:

@@ -24,7 +24,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ._host import ClientHost
-from .decoding import ResponseDecoder
+from .decoding import decoder_for
 from .endpoints import (
     ACCOUNT_INFO,
     ASSET_COLLECTION,
@@ -114,16 +114,6 @@ class WriteOutcomeUnknownError(OutcomeUnknownError):
         )
 
 
-_decoders: dict[Any, ResponseDecoder[Any]] = {}
-
-
-def _decoder(type_: Any) -> ResponseDecoder[Any]:
-    decoder = _decoders.get(type_)
-    if decoder is None:
-        decoder = _decoders[type_] = ResponseDecoder(type_)
-    return decoder
-
-
 def decode_response(endpoint: Endpoint, body: bytes, status: int = 200) -> Any:
     """Decode a response body of ``endpoint`` into its typed result (``endpoint.response``).
 
@@ -131,8 +121,8 @@ def decode_response(endpoint: Endpoint, body: bytes, status: int = 200) -> Any:
     when ``asset`` is sent) gives a one-item list.
     """
     if endpoint is BALANCE and body.lstrip()[:1] == b"{":
-        return [_decoder(Balance).decode(body, status)]
-    return _decoder(endpoint.response).decode(body, status)
+        return [decoder_for(Balance).decode(body, status)]
+    return decoder_for(endpoint.response).decode(body, status)
 
 
 class PortfolioEndpointsMixin(ClientHost):
