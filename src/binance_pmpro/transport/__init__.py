@@ -16,6 +16,32 @@ from ..requests import PreparedRequest
 
 __all__ = ["Response", "Timeouts", "Transport"]
 
+# Response header names as received -> lower-case str, for every transport: a server sends
+# the same few names on every answer. Bounded, so a server sending ever new names cannot
+# grow it for good.
+HEADER_NAMES: dict[bytes, str] = {}
+_HEADER_NAMES_SIZE = 256
+
+
+def header_name(raw: bytes) -> str:
+    """The lower-case text of the response header name ``raw`` (remembered in
+    :data:`HEADER_NAMES`; the transports look there first, inline, on their hot path)."""
+    name = HEADER_NAMES.get(raw)
+    if name is None:
+        name = raw.decode("latin-1").lower()
+        if len(HEADER_NAMES) < _HEADER_NAMES_SIZE:
+            HEADER_NAMES[raw] = name
+    return name
+
+
+def add_header(headers: dict[str, str], raw_name: bytes, raw_value: bytes) -> None:
+    """Add one response header as received to ``headers``: lower-case name, and a repeated
+    header joined to the earlier value with ``", "`` (as HTTP allows)."""
+    name = HEADER_NAMES.get(raw_name) or header_name(raw_name)
+    value = raw_value.decode("latin-1")
+    previous = headers.get(name)
+    headers[name] = value if previous is None else f"{previous}, {value}"
+
 
 class Response(NamedTuple):
     """One HTTP response. ``headers.get(name)`` works with lower-case names."""

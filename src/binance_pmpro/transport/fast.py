@@ -49,7 +49,7 @@ import httptools
 from .. import __version__, errors
 from ..errors import ConfigurationError
 from ..requests import PreparedRequest
-from . import Response, Timeouts
+from . import HEADER_NAMES, Response, Timeouts, header_name
 
 __all__ = ["FastTransport"]
 
@@ -71,10 +71,6 @@ _UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Framing is ours to decide: a caller's header must not be able to smuggle a second request.
 _RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 _HEADER_CACHE_SIZE = 64
-# Response header names as received -> lower-case str: a server sends the same few names
-# on every answer. Bounded, so a server sending ever new names cannot grow it for good.
-_HEADER_NAMES: dict[bytes, str] = {}
-_HEADER_NAMES_SIZE = 256
 _ACLOSE_GRACE = 1.0  # seconds aclose() waits for graceful closes before aborting the rest
 # Response(...) runs the NamedTuple's Python-level __new__; this is the tuple constructor
 # it calls, for the one place that builds a Response per exchange.
@@ -317,11 +313,8 @@ class _Connection(asyncio.Protocol):
             self._reusable = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        key = _HEADER_NAMES.get(name)
-        if key is None:
-            key = name.decode("latin-1").lower()
-            if len(_HEADER_NAMES) < _HEADER_NAMES_SIZE:
-                _HEADER_NAMES[name] = key
+        # transport.add_header, written out: llhttp calls this once per header.
+        key = HEADER_NAMES.get(name) or header_name(name)
         text = value.decode("latin-1")
         headers = self._headers
         previous = headers.get(key)

@@ -22,7 +22,7 @@ import sniffio
 
 from .. import errors
 from ..requests import PreparedRequest
-from . import Response, Timeouts
+from . import Response, Timeouts, add_header
 
 __all__ = ["HttpxTransport"]
 
@@ -66,8 +66,6 @@ _map_httpcore_exceptions: Callable[[], AbstractContextManager[None]] | None = ge
 _LENGTH_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _COMPUTED_HEADERS = frozenset({"host", "content-length", "transfer-encoding"})
 _HEADER_CACHE_SIZE = 64
-_HEADER_NAMES: dict[bytes, str] = {}  # raw response header name -> lower-case text
-_HEADER_NAMES_SIZE = 256
 # (the list without a body, the list of a POST/PUT/PATCH without a body)
 _HeaderLists = tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]
 
@@ -276,14 +274,7 @@ class HttpxTransport:
             raise _map_error(exc, request) from None
         received: dict[str, str] = {}
         for raw_name, raw_value in pooled.headers:
-            name = _HEADER_NAMES.get(raw_name)
-            if name is None:
-                name = raw_name.decode("latin-1").lower()
-                if len(_HEADER_NAMES) < _HEADER_NAMES_SIZE:
-                    _HEADER_NAMES[raw_name] = name
-            value = raw_value.decode("latin-1")
-            previous = received.get(name)
-            received[name] = value if previous is None else f"{previous}, {value}"
+            add_header(received, raw_name, raw_value)
         if "content-encoding" in received:  # gzip etc., decoded as httpx would
             content = httpx.Response(pooled.status, headers=pooled.headers, content=content).content
         return Response(pooled.status, received, content)
