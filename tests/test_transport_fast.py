@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ssl
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,7 +20,7 @@ from binance_pmpro.errors import ConfigurationError
 from binance_pmpro.requests import PreparedRequest, build_request
 from binance_pmpro.signing import HmacSigner, Signer
 from binance_pmpro.transport import Timeouts, Transport
-from binance_pmpro.transport.fast import FastTransport
+from binance_pmpro.transport.fast import FastTransport, _clock
 
 pytestmark = pytest.mark.anyio
 
@@ -173,3 +174,13 @@ async def test_send_on_trio_raises_clear_runtime_error() -> None:
     transport = FastTransport("http://127.0.0.1:9")
     with pytest.raises(RuntimeError, match="asyncio only"):
         await transport.send(get("/echo"))
+
+
+def test_clock_honours_a_time_replaced_on_the_loop_instance() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        assert _clock(loop) is time.monotonic  # asyncio's own clock, read directly
+        loop.time = lambda: 42.0  # type: ignore[method-assign]  # a virtual test clock
+        assert _clock(loop)() == 42.0
+    finally:
+        loop.close()

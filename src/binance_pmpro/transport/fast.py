@@ -79,8 +79,10 @@ _new_response = tuple.__new__
 
 def _clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
     """``loop.time``, or ``time.monotonic`` itself where that is all the loop's method does
-    (the stock asyncio loops): the same clock without a Python call around it."""
-    if type(loop).time is asyncio.BaseEventLoop.time:
+    (the stock asyncio loops): the same clock without a Python call around it. Asked of the
+    bound method, as the rate limiter does (its ``_clock_of``), so that a ``time`` replaced on
+    the loop instance (a virtual test clock) is honoured."""
+    if getattr(loop.time, "__func__", None) is asyncio.BaseEventLoop.time:
         return time.monotonic
     return loop.time
 
