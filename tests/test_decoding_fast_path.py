@@ -11,18 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _accounts import AMOUNT_FIELDS
 from binance_pmpro import DecodeError
 from binance_pmpro.decoding import _slow_decode, decode_account_info
 from binance_pmpro.models import AccountInfo
-
-AMOUNT_FIELDS = [
-    "uniMMR",
-    "accountEquity",
-    "actualEquity",
-    "accountMaintMargin",
-    "accountInitialMargin",
-    "totalAvailableBalance",
-]
 
 
 def _grouped(value: Decimal) -> str:

@@ -12,25 +12,10 @@ from typing import Any
 import msgspec
 import pytest
 
+from _accounts import AMOUNT_FIELDS, account_body
 from binance_pmpro import DecodeError
 from binance_pmpro.decoding import ResponseDecoder, _slow_decode, decode_account_info
 from binance_pmpro.models import AccountInfo, AccountStatus
-
-AMOUNT_FIELDS = [
-    "uniMMR",
-    "accountEquity",
-    "actualEquity",
-    "accountMaintMargin",
-    "accountInitialMargin",
-    "totalAvailableBalance",
-]
-
-
-def _body(extra_first: dict[str, Any] | None = None, **amounts: str) -> bytes:
-    doc: dict[str, Any] = dict(extra_first or {})
-    doc |= dict.fromkeys(AMOUNT_FIELDS, "1.5")
-    doc |= {"accountStatus": "NORMAL", "accountType": "PM_1"} | amounts
-    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 @pytest.mark.parametrize("key", ["accountStatus.raw", "accountStatus.ra\\u0077"])
@@ -38,7 +23,7 @@ def _body(extra_first: dict[str, Any] | None = None, **amounts: str) -> bytes:
 def test_grouped_raw_companion_first_compact_decodes_like_slow_path(key: str, status: str) -> None:
     # The first comma-digit of the body is in the raw companion (its key spelled plainly or
     # with an escaped "w"): it must keep "9,999" exactly, as the slow path does.
-    body = _body({"accountStatus.raw": "9,999"}, accountStatus=status)
+    body = account_body({"accountStatus.raw": "9,999"}, accountStatus=status)
     body = body.replace(b'"accountStatus.raw"', b'"' + key.encode() + b'"')
     info = decode_account_info(body)
     assert info == _slow_decode(body, AccountInfo, 200)
@@ -73,7 +58,7 @@ def test_non_finite_amount_beside_documented_separator_compact_raises(
     spelled: str, field: str
 ) -> None:
     grouped = "actualEquity" if field == "totalAvailableBalance" else "totalAvailableBalance"
-    plain = _body(**{grouped: "122,559.90199491"})
+    plain = account_body(**{grouped: "122,559.90199491"})
     body = plain.replace(f'"{field}":"1.5"'.encode(), f'"{field}":"{spelled}"'.encode())
     assert body != plain
     with pytest.raises(DecodeError) as caught:
@@ -83,7 +68,7 @@ def test_non_finite_amount_beside_documented_separator_compact_raises(
 
 def test_unknown_keys_spelling_inf_and_nan_compact_decode_unchanged() -> None:
     extra = {"infinity": "1", "NaN": "x", "snan": [1, 234], "inf,1": "2,345"}
-    body = _body(extra, totalAvailableBalance="122,559.90199491")
+    body = account_body(extra, totalAvailableBalance="122,559.90199491")
     info = decode_account_info(body)
     assert info == _slow_decode(body, AccountInfo, 200)
     assert info.total_available_balance == Decimal("122559.90199491")
@@ -92,7 +77,7 @@ def test_unknown_keys_spelling_inf_and_nan_compact_decode_unchanged() -> None:
 @pytest.mark.parametrize("spaced", [b'": "122,559.9"', b'" :"122,559.9"', b'"\n:\t"122,559.9"'])
 def test_documented_separator_in_non_compact_member_decodes(spaced: bytes) -> None:
     # Whitespace around the colon takes the general strip instead of the shortcut.
-    body = _body(totalAvailableBalance="122,559.9").replace(b'":"122,559.9"', spaced)
+    body = account_body(totalAvailableBalance="122,559.9").replace(b'":"122,559.9"', spaced)
     info = decode_account_info(body)
     assert info == _slow_decode(body, AccountInfo, 200)
     assert info.total_available_balance == Decimal("122559.9")
